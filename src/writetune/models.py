@@ -109,27 +109,32 @@ def is_converted(directory: Path) -> bool:
     return (directory / _CONVERTED_MARKER).is_file()
 
 
+def _dequantize_into(gguf_path: Path, directory: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    save_prompt_format(format_for_tokenizer(tokenizer), directory)
+
+
 def convert_gguf(gguf_path: Path, target: Path) -> Path:
     """Dequantize a GGUF file into a plain checkpoint at `target`, atomically (a temp dir renamed into place).
 
     transformers' GGUF loader leaves a quantizer on the model that blocks `save_pretrained`; removing it leaves a
     normal model with identical logits.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     if is_converted(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    tmp.chmod(0o755)
     try:
-        folder, name = str(gguf_path.parent), gguf_path.name
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
-        if getattr(model, "hf_quantizer", None) is not None:
-            model.hf_quantizer.remove_quantization_config(model)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        save_prompt_format(format_for_tokenizer(tokenizer), tmp)
+        _dequantize_into(gguf_path, tmp)
         (tmp / _CONVERTED_MARKER).write_text(
             json.dumps({"gguf": str(gguf_path), "sha256": _file_sha256(gguf_path)}, indent=2) + "\n"
         )
@@ -208,23 +213,22 @@ def _torch_dtype(name: str):
 def _load_pretrained(resolved: ResolvedModel, dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if resolved.kind != "hub":
-        return (AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype),
-                AutoTokenizer.from_pretrained(resolved.path))
-    try:  # already in the local Hugging Face cache: no network needed
-        return (AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, local_files_only=True),
-                AutoTokenizer.from_pretrained(resolved.path, local_files_only=True))
-    except OSError:
-        pass
-    reason = _hub_reachable_error(resolved.path)
-    if reason is not None:
-        raise ModelSpecError(
-            f"'{resolved.spec}' looks like a Hugging Face hub id, but it is not in the local cache and the hub "
-            f"cannot be reached ({reason}); use an alias ({', '.join(sorted(ALIASES))}), a local directory or a "
-            ".gguf file"
-        )
-    return (AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype),
-            AutoTokenizer.from_pretrained(resolved.path))
+    if resolved.kind == "hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = isinstance(try_to_load_from_cache(resolved.path, "config.json"), str)
+        reason = None if cached else _hub_reachable_error(resolved.path)
+        if reason is not None:
+            raise ModelSpecError(
+                f"'{resolved.spec}' looks like a Hugging Face hub id, but it is not in the local cache and the hub "
+                f"cannot be reached ({reason}); use an alias ({', '.join(sorted(ALIASES))}), a local directory or "
+                "a .gguf file"
+            )
+        kwargs = {"local_files_only": cached}
+    else:
+        kwargs = {}
+    return (AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, **kwargs),
+            AutoTokenizer.from_pretrained(resolved.path, **kwargs))
 
 
 def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu", cache: Path | None = None) -> LoadedModel:

@@ -144,3 +144,20 @@ def load_prompt_format(directory: str | os.PathLike) -> PromptFormat | None:
         return PromptFormat.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError) as err:
         raise ValueError(f"{path}: not a valid prompt format: {err}") from err
+
+
+def token_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of rendered text. The template already carries every special token, so the tokenizer adds none:
+    training and generation both encode through here and see the same ids."""
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def stop_token_ids(tokenizer, fmt: PromptFormat) -> list[int]:
+    """Token ids that end a turn: the format's end-of-turn marker (when it is one token) and the EOS token."""
+    ids = []
+    marker = token_ids(tokenizer, fmt.end_of_turn) if fmt.end_of_turn else []
+    if len(marker) == 1:
+        ids.append(marker[0])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids

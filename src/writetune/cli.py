@@ -1,0 +1,111 @@
+"""The `writetune` command line: parses arguments, calls one library function per command, prints the result.
+
+Library code raises; this is the only place that prints and chooses exit codes (2 for bad input or a bad spec).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from writetune import __version__
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Tune LLaMA-family models into writing assistants.")
+console = Console()
+err_console = Console(stderr=True)
+
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model spec: alias, directory, .gguf file or hub id.")]
+
+
+@contextmanager
+def user_errors():
+    """Turn the library's input errors (ValueError and missing files) into one red line and exit code 2."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as err:
+        err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def info(
+    model: ModelOption = "smollm2-135m",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+):
+    """Print versions, the compute device, the cache location and where a model spec resolves to."""
+    import accelerate
+    import peft
+    import torch
+    import transformers
+
+    from writetune.models import cache_dir, resolve
+
+    with user_errors():
+        resolved = resolve(model, convert=False)
+    if torch.cuda.is_available():
+        device = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    else:
+        device = f"cpu ({torch.get_num_threads()} threads)"
+    facts = {
+        "writetune": __version__,
+        "python": f"{platform.python_version()} ({sys.executable})",
+        **{module.__name__: module.__version__ for module in (torch, transformers, peft, accelerate)},
+        "device": device,
+        "cache": str(cache_dir()),
+        "data_dir": os.environ.get("WRITETUNE_DATA"),
+        "model": {"spec": model, "kind": resolved.kind, "path": resolved.path,
+                  "ready": resolved.kind in ("directory", "adapter", "hub")
+                  or os.path.isfile(os.path.join(resolved.path, "config.json"))},
+    }
+    if as_json:
+        print(json.dumps(facts, indent=2))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in facts.items():
+        if key == "model":
+            note = "" if value["ready"] else " (not converted yet: the first load converts it)"
+            value = f"{model} -> {resolved.kind}: {resolved.path}{note}"
+        table.add_row(key, str(value) if value is not None else "(WRITETUNE_DATA not set)")
+    console.print(table)
+
+
+@app.command()
+def edit(
+    text: Annotated[str, typer.Argument(help="The text to edit.")],
+    task: Annotated[str, typer.Option("--task", "-t", help="Task name or alias, e.g. grammar, simplify.")] = "grammar",
+    model: ModelOption = "smollm2-135m",
+    instruction: Annotated[str | None, typer.Option(help="Use this instruction instead of the task's.")] = None,
+    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
+):
+    """Edit one text with a model and print the result."""
+    from writetune.generate import DecodingConfig, Request, TransformersGenerator
+    from writetune.models import load_model
+    from writetune.tasks import get_task
+
+    with user_errors():
+        chosen = instruction or get_task(task).instruction
+        if not text.strip():
+            raise ValueError("the text to edit is empty")
+        loaded = load_model(model, dtype=dtype)
+        output = TransformersGenerator(loaded).generate(
+            [Request(chosen, text)], DecodingConfig(max_new_tokens=max_new_tokens, batch_size=1)
+        )[0]
+    console.print(output, highlight=False, markup=False, soft_wrap=True)
+
+
+def main():
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' per-tensor loading bars are noise here
+    app()
+
+
+if __name__ == "__main__":
+    main()
