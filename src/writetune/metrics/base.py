@@ -1,0 +1,299 @@
+"""Shared machinery of the metrics: the `Score` result, per-segment statistics, the `Metric` base class and input errors.
+
+Every metric follows sacreBLEU's shape: it turns each segment into sufficient statistics (`SegmentStats`, numpy
+arrays whose first axis is the segment) and aggregates collected statistics into a corpus score. Bootstrap
+resampling and significance tests (`significance.py`) only re-aggregate resampled statistics, so they never redo
+tokenisation, edit extraction or n-gram counting.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+DEFAULT_SEED = 12345
+"""Seed of the bootstrap and randomisation tests unless one is given (sacreBLEU's default too)."""
+
+
+class MetricInputError(ValueError):
+    """Input that cannot be scored: mismatched line counts, empty files, malformed M2 lines, empty references.
+
+    The message names the file (and line where there is one): ``path:line: what is wrong``.
+    """
+
+
+@dataclass(frozen=True)
+class Score:
+    """A corpus score on a 0-100 scale, with its components, optional 95% interval and a signature string.
+
+    `components` holds sub-scores (also 0-100) and counts; `ci` is the bootstrap percentile interval on the same
+    scale as `score`; `signature` says exactly how the number was computed.
+    """
+
+    metric: str
+    score: float
+    components: dict[str, Any]
+    n: int
+    signature: str
+    ci: tuple[float, float] | None = None
+    bootstrap: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "metric": self.metric,
+            "score": self.score,
+            "components": _jsonable(self.components),
+            "n": self.n,
+        }
+        if self.ci is not None:
+            out["ci"] = [self.ci[0], self.ci[1]]
+            out["bootstrap"] = self.bootstrap
+        out["signature"] = self.signature
+        return out
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def format(self, digits: int = 2) -> str:
+        text = f"{self.metric} = {self.score:.{digits}f}"
+        if self.ci is not None:
+            text += f" (95% CI {self.ci[0]:.{digits}f}-{self.ci[1]:.{digits}f})"
+        return f"{text} | {self.signature}"
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class SegmentStats:
+    """Per-segment sufficient statistics: named numpy arrays that all have one row per segment.
+
+    `take` resamples segments (bootstrap), `concat` stacks two systems' statistics for the same segments
+    (randomisation tests pick, per segment, the row of one system or the other).
+    """
+
+    arrays: Mapping[str, np.ndarray]
+    n: int
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, arr in self.arrays.items():
+            if arr.shape[0] != self.n:
+                raise ValueError(f"statistics array {name!r} has {arr.shape[0]} rows for {self.n} segments")
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+    def take(self, indices: np.ndarray | Sequence[int]) -> SegmentStats:
+        idx = np.asarray(indices, dtype=np.int64)
+        return SegmentStats({k: v[idx] for k, v in self.arrays.items()}, len(idx), self.meta)
+
+    def concat(self, other: SegmentStats) -> SegmentStats:
+        """Rows of `self` then rows of `other` (segment i of `other` becomes row n + i)."""
+        if set(self.arrays) != set(other.arrays):
+            raise ValueError("cannot combine statistics of different metrics")
+        out = {}
+        for name, a in self.arrays.items():
+            b = other.arrays[name]
+            if a.shape[1:] != b.shape[1:]:
+                raise ValueError(
+                    f"statistics {name!r} differ in shape ({a.shape[1:]} vs {b.shape[1:]}): "
+                    "were the two systems scored against the same references?"
+                )
+            out[name] = np.concatenate([a, b], axis=0)
+        return SegmentStats(out, self.n + other.n, self.meta)
+
+
+def counts_matrix(indices: np.ndarray, n: int) -> np.ndarray:
+    """For resampled index rows ``indices[b]`` return how often each segment was drawn: shape (B, n), float64."""
+    indices = np.atleast_2d(np.asarray(indices, dtype=np.int64))
+    n_rows = indices.shape[0]
+    flat = (indices + (np.arange(n_rows, dtype=np.int64) * n)[:, None]).ravel()
+    return np.bincount(flat, minlength=n_rows * n).reshape(n_rows, n).astype(np.float64)
+
+
+def f_beta(p: float, r: float, beta: float) -> float:
+    """F-beta from precision and recall, 0 when both are 0."""
+    b2 = beta * beta
+    return (1.0 + b2) * p * r / (b2 * p + r) if (b2 * p + r) else 0.0
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Aligned metric inputs. `refs[k][i]` is reference k of segment i; `gold` is a parsed M2 document."""
+
+    hyps: list[str]
+    sources: list[str] | None = None
+    refs: list[list[str]] | None = None
+    gold: Any = None
+
+
+class Metric(ABC):
+    """A corpus metric: per-segment statistics plus an aggregation into a 0-100 score.
+
+    Subclasses set the class attributes, implement `segment_stats` and `aggregate`, and may override
+    `resampled_scores` with a vectorised version (the default re-aggregates each resample).
+    """
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    needs_source: ClassVar[bool] = False
+    needs_refs: ClassVar[bool] = False
+    accepts_refs: ClassVar[bool] = False
+    needs_gold: ClassVar[bool] = False
+    accepts_gold: ClassVar[bool] = False
+
+    @abstractmethod
+    def segment_stats(self, inputs: Inputs) -> SegmentStats:
+        """Statistics of every segment (inputs are already validated)."""
+
+    @abstractmethod
+    def aggregate(self, stats: SegmentStats) -> tuple[float, dict[str, Any]]:
+        """Corpus score (0-100) and components from collected statistics."""
+
+    @abstractmethod
+    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
+        """Signature string: metric, implementation, tokenisation, #refs, seed, version."""
+
+    def resampled_scores(self, stats: SegmentStats, indices: np.ndarray) -> np.ndarray:
+        """Scores of the corpora given by each row of `indices` (segment indices into `stats`)."""
+        indices = np.atleast_2d(indices)
+        return np.array([self.aggregate(stats.take(row))[0] for row in indices], dtype=np.float64)
+
+    def n_refs(self, inputs: Inputs) -> int | None:
+        if inputs.refs is not None:
+            return len(inputs.refs)
+        return None
+
+    def check_inputs(self, inputs: Inputs) -> None:
+        """Requirements that are specific to the metric (presence of source, references, gold)."""
+        if self.needs_source and inputs.sources is None:
+            raise MetricInputError(f"{self.name}: needs the source segments")
+        if self.needs_refs and not inputs.refs:
+            raise MetricInputError(f"{self.name}: needs at least one reference")
+        if inputs.refs and not (self.accepts_refs or self.needs_refs):
+            raise MetricInputError(f"{self.name}: takes no references")
+        if self.needs_gold and inputs.gold is None:
+            raise MetricInputError(f"{self.name}: needs a gold M2 file")
+        if inputs.gold is not None and not (self.accepts_gold or self.needs_gold):
+            raise MetricInputError(f"{self.name}: takes no M2 file")
+
+    def corpus_score(
+        self,
+        hyps: Sequence[str],
+        *,
+        sources: Sequence[str] | None = None,
+        refs: Sequence[Sequence[str]] | None = None,
+        gold: Any = None,
+        bootstrap: int = 0,
+        seed: int | None = None,
+        labels: Mapping[str, Any] | None = None,
+    ) -> Score:
+        """Score a corpus given as lists of segments (`refs[k][i]`: reference k of segment i).
+
+        `labels` names the inputs in error messages (file paths: ``{"hyp": path, "source": path, "refs": [...]}``).
+        """
+        inputs = make_inputs(hyps, sources=sources, refs=refs, gold=gold, labels=labels)
+        self.check_inputs(inputs)
+        stats = self.segment_stats(inputs)
+        return self.score_stats(stats, n_refs=self.n_refs(inputs), bootstrap=bootstrap, seed=seed)
+
+    def score_stats(
+        self, stats: SegmentStats, *, n_refs: int | None = None, bootstrap: int = 0, seed: int | None = None
+    ) -> Score:
+        """Turn collected statistics into a `Score`, with a bootstrap interval when `bootstrap` > 0."""
+        value, components = self.aggregate(stats)
+        ci = None
+        if bootstrap:
+            from writetune.metrics.significance import bootstrap_ci
+
+            seed = DEFAULT_SEED if seed is None else seed
+            ci = bootstrap_ci(self, stats, n_samples=bootstrap, seed=seed)
+        return Score(
+            metric=self.name,
+            score=float(value),
+            components=components,
+            n=stats.n,
+            signature=self.signature(n_refs, bootstrap=bootstrap, seed=seed if bootstrap else None),
+            ci=ci,
+            bootstrap=bootstrap,
+        )
+
+
+def make_inputs(
+    hyps: Sequence[str],
+    *,
+    sources: Sequence[str] | None = None,
+    refs: Sequence[Sequence[str]] | None = None,
+    gold: Any = None,
+    labels: Mapping[str, Any] | None = None,
+) -> Inputs:
+    """Validate that the inputs line up and that no reference or source segment is empty."""
+    labels = dict(labels or {})
+    hyp_label = labels.get("hyp", "hypothesis")
+    src_label = labels.get("source", "source")
+    ref_labels = list(labels.get("refs") or [])
+    if isinstance(hyps, str):
+        raise MetricInputError(f"{hyp_label}: expected a list of segments, got a string")
+    hyps = [str(h) for h in hyps]
+    if not hyps:
+        raise MetricInputError(f"{hyp_label}: no segments to score")
+    n = len(hyps)
+    src_list = None
+    if sources is not None:
+        if isinstance(sources, str):
+            raise MetricInputError(f"{src_label}: expected a list of segments, got a string")
+        src_list = [str(s) for s in sources]
+        if len(src_list) != n:
+            raise MetricInputError(f"{hyp_label}: has {n} segments but {src_label} has {len(src_list)}")
+        for i, s in enumerate(src_list):
+            if not s.strip():
+                raise MetricInputError(f"{src_label}:{i + 1}: empty source segment")
+    ref_list = None
+    if refs is not None:
+        if isinstance(refs, str) or (len(refs) and isinstance(refs[0], str)):
+            raise MetricInputError("references: expected a list of reference streams (refs[k][i]), got strings")
+        ref_list = []
+        for k, stream in enumerate(refs):
+            label = ref_labels[k] if k < len(ref_labels) else f"reference {k + 1}"
+            stream = [str(r) for r in stream]
+            if len(stream) != n:
+                raise MetricInputError(f"{hyp_label}: has {n} segments but {label} has {len(stream)}")
+            for i, r in enumerate(stream):
+                if not r.strip():
+                    raise MetricInputError(f"{label}:{i + 1}: empty reference segment")
+            ref_list.append(stream)
+    if gold is not None and len(gold) != n:
+        raise MetricInputError(f"{hyp_label}: has {n} segments but {gold.path} has {len(gold)} sentences")
+    return Inputs(hyps=hyps, sources=src_list, refs=ref_list, gold=gold)
+
+
+def version_tag() -> str:
+    from writetune import __version__
+
+    return f"writetune-{__version__}"

@@ -1,0 +1,175 @@
+"""Corpus BLEU as EASSE reports it (sacreBLEU on lowercased, 13a-tokenized text), plus self-BLEU and iBLEU.
+
+* ``bleu``: EASSE's `corpus_bleu` default: every segment is lowercased and 13a-tokenized first, then sacreBLEU
+  scores it with ``BLEU(lowercase=False, force=True, tokenize="none", smooth_method="exp")``. Multi-reference.
+* ``self_bleu``: the same BLEU of the outputs against their *source* as the only reference: how much of the input a
+  paraphrase copies (lower is more diverse; 100 for a system that copies its input).
+* ``ibleu``: Sun & Zhou's (2012) iBLEU = alpha * BLEU(output, references) - (1 - alpha) * BLEU(output, source),
+  alpha = 0.8 unless set (the value is part of the signature).
+
+Per-segment statistics are sacreBLEU's own (hypothesis length, closest reference length, matches and totals for
+orders 1-4), so the corpus score is sacreBLEU's `_compute_score_from_stats` of their sum.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from writetune.metrics.base import Inputs, Metric, SegmentStats, counts_matrix, version_tag
+from writetune.metrics.sari import normalize
+
+DEFAULT_IBLEU_ALPHA = 0.8
+
+
+def _sacrebleu_bleu():
+    from sacrebleu.metrics.bleu import BLEU
+
+    return BLEU(lowercase=False, force=True, tokenize="none", smooth_method="exp")
+
+
+def _sacrebleu_version() -> str:
+    import sacrebleu
+
+    return sacrebleu.__version__
+
+
+class _BleuStats:
+    """Extracts BLEU segment statistics of normalized text and turns summed statistics into BLEU."""
+
+    def __init__(self, lowercase: bool = True, tokenizer: str = "13a"):
+        self.lowercase = lowercase
+        self.tokenizer = tokenizer
+        self.scorer = _sacrebleu_bleu()
+
+    def norm(self, text: str) -> str:
+        return normalize(text.strip(), self.lowercase, self.tokenizer)
+
+    def segment_stats(self, hyps: list[str], ref_streams: list[list[str]]) -> np.ndarray:
+        hyps_n = [self.norm(h) for h in hyps]
+        refs_n = [[self.norm(r) for r in stream] for stream in ref_streams]
+        return np.array(self.scorer._extract_corpus_statistics(hyps_n, refs_n), dtype=np.int64)
+
+    def score(self, totals: np.ndarray):
+        return self.scorer._compute_score_from_stats([int(x) for x in totals])
+
+    def scores(self, totals: np.ndarray) -> np.ndarray:
+        return np.array([self.score(row).score for row in np.atleast_2d(totals)], dtype=np.float64)
+
+    @staticmethod
+    def components(bleu_score) -> dict[str, Any]:
+        return {
+            "counts": list(bleu_score.counts),
+            "totals": list(bleu_score.totals),
+            "precisions": list(bleu_score.precisions),
+            "bp": bleu_score.bp,
+            "sys_len": bleu_score.sys_len,
+            "ref_len": bleu_score.ref_len,
+        }
+
+    def signature_parts(self) -> list[str]:
+        return [
+            "impl:sacrebleu-BLEU(easse corpus_bleu semantics)",
+            f"case:{'lc' if self.lowercase else 'mixed'}",
+            f"tok:{self.tokenizer}",
+            "smooth:exp",
+        ]
+
+
+class Bleu(Metric):
+    """Corpus BLEU against the references (EASSE's normalisation)."""
+
+    name = "bleu"
+    label = "BLEU"
+    needs_refs = True
+
+    def __init__(self, lowercase: bool = True, tokenizer: str = "13a"):
+        self.stats = _BleuStats(lowercase, tokenizer)
+
+    def segment_stats(self, inputs: Inputs) -> SegmentStats:
+        return SegmentStats({"bleu": self.stats.segment_stats(inputs.hyps, inputs.refs)}, len(inputs.hyps))
+
+    def aggregate(self, stats: SegmentStats) -> tuple[float, dict[str, Any]]:
+        result = self.stats.score(stats["bleu"].sum(axis=0))
+        return result.score, self.stats.components(result)
+
+    def resampled_scores(self, stats: SegmentStats, indices: np.ndarray) -> np.ndarray:
+        return self.stats.scores(counts_matrix(indices, stats.n) @ stats["bleu"].astype(np.float64))
+
+    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
+        parts = ["bleu", *self.stats.signature_parts(), f"nrefs:{n_refs}"]
+        if bootstrap:
+            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
+        parts.append(f"version:{version_tag()}+sacrebleu-{_sacrebleu_version()}")
+        return "|".join(parts)
+
+
+class SelfBleu(Metric):
+    """BLEU of the outputs against their source (copying; lower = more diverse)."""
+
+    name = "self_bleu"
+    label = "self-BLEU"
+    needs_source = True
+
+    def __init__(self, lowercase: bool = True, tokenizer: str = "13a"):
+        self.stats = _BleuStats(lowercase, tokenizer)
+
+    def n_refs(self, inputs: Inputs) -> int | None:
+        return None
+
+    def segment_stats(self, inputs: Inputs) -> SegmentStats:
+        return SegmentStats({"bleu": self.stats.segment_stats(inputs.hyps, [inputs.sources])}, len(inputs.hyps))
+
+    aggregate = Bleu.aggregate
+    resampled_scores = Bleu.resampled_scores
+
+    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
+        parts = ["self_bleu", *self.stats.signature_parts(), "refs:source"]
+        if bootstrap:
+            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
+        parts.append(f"version:{version_tag()}+sacrebleu-{_sacrebleu_version()}")
+        return "|".join(parts)
+
+
+class IBleu(Metric):
+    """iBLEU = alpha * BLEU(output, refs) - (1 - alpha) * BLEU(output, source)."""
+
+    name = "ibleu"
+    label = "iBLEU"
+    needs_source = True
+    needs_refs = True
+
+    def __init__(self, alpha: float = DEFAULT_IBLEU_ALPHA, lowercase: bool = True, tokenizer: str = "13a"):
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"ibleu: alpha must be in [0, 1], got {alpha}")
+        self.alpha = alpha
+        self.stats = _BleuStats(lowercase, tokenizer)
+
+    def segment_stats(self, inputs: Inputs) -> SegmentStats:
+        return SegmentStats(
+            {
+                "bleu": self.stats.segment_stats(inputs.hyps, inputs.refs),
+                "self_bleu": self.stats.segment_stats(inputs.hyps, [inputs.sources]),
+            },
+            len(inputs.hyps),
+        )
+
+    def aggregate(self, stats: SegmentStats) -> tuple[float, dict[str, Any]]:
+        bleu = self.stats.score(stats["bleu"].sum(axis=0)).score
+        self_bleu = self.stats.score(stats["self_bleu"].sum(axis=0)).score
+        value = self.alpha * bleu - (1.0 - self.alpha) * self_bleu
+        return value, {"bleu": bleu, "self_bleu": self_bleu, "alpha": self.alpha}
+
+    def resampled_scores(self, stats: SegmentStats, indices: np.ndarray) -> np.ndarray:
+        counts = counts_matrix(indices, stats.n)
+        bleu = self.stats.scores(counts @ stats["bleu"].astype(np.float64))
+        self_bleu = self.stats.scores(counts @ stats["self_bleu"].astype(np.float64))
+        return self.alpha * bleu - (1.0 - self.alpha) * self_bleu
+
+    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
+        parts = ["ibleu", f"alpha:{self.alpha:g}", *self.stats.signature_parts(), f"nrefs:{n_refs}+source"]
+        if bootstrap:
+            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
+        parts.append(f"version:{version_tag()}+sacrebleu-{_sacrebleu_version()}")
+        return "|".join(parts)

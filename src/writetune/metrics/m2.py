@@ -1,0 +1,541 @@
+"""M2 F0.5 (MaxMatch) as the CoNLL-2014 M2 scorer (NUS M2Scorer 3.2) computes it, from tokenized hypotheses + gold M2.
+
+For each sentence the hypothesis edits are not fixed in advance: MaxMatch builds an edit lattice from all optimal
+token-level Levenshtein alignments of source and hypothesis (two cost settings, substitution cost 1 and 2, merged),
+adds transitive arcs that merge adjacent edits spanning at most `max_unchanged_words` unchanged tokens, gives arcs
+that equal a gold edit a large negative weight (other edits a small positive epsilon) and takes the shortest path:
+the segmentation of the hypothesis' changes that overlaps most with that annotator's gold edits. With several
+annotators, the one that maximises the running corpus F (ties: more correct, then fewer proposed + beta^2 * gold) is
+chosen sentence by sentence, in file order.
+
+This is a re-implementation of the scorer's documented and observed behaviour, including the details that move
+counts: arcs present in both Levenshtein lattices are kept twice (their epsilons add up twice), transitive noop
+arcs are removed while iterating over the arc list (so an arc right after a removed one survives), a matched
+hypothesis edit is counted once per gold edit it equals, gold edits are matched in M2 order, P = 1 when nothing is
+proposed and R = 1 when there is no gold edit. Per-segment statistics are the (correct, proposed, gold) counts for
+every annotator, so resampling re-runs only the annotator choice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from writetune.metrics.base import Inputs, Metric, MetricInputError, SegmentStats, version_tag
+from writetune.metrics.m2format import M2Document, M2Sentence
+
+INF = float("inf")
+EPSILON = 0.001
+
+# An edit as the scorer represents it: (kind, start, end, original, correction, unchanged_words).
+Edit = tuple[str, int, int, str, str, int]
+Vertex = tuple[int, int]
+Arc = tuple[Vertex, Vertex]
+GoldEdit = tuple[int, int, str, list[str]]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Gold edits as the M2 scorer reads them
+# --------------------------------------------------------------------------------------------------------------
+
+
+def gold_edits_by_annotator(sentence: M2Sentence) -> dict[int, list[GoldEdit]]:
+    """The scorer's reading of one M2 block: annotator id -> [(start, end, original, [corrections])].
+
+    A noop line (type ``noop`` or span -1 -1) registers its annotator with no edits; a block without any ``A``
+    line counts as annotator 0 with no edits. Corrections are split on ``||``, stripped, and ``-NONE-`` means the
+    empty string.
+    """
+    tokens = sentence.tokens
+    out: dict[int, list[GoldEdit]] = {}
+    for edit in sentence.edits:
+        edits = out.setdefault(edit.coder, [])
+        if edit.is_noop:
+            continue
+        corrections = [c.strip() if c != "-NONE-" else "" for c in edit.correction.split("||")]
+        original = " ".join(tokens[edit.start : edit.end])
+        edits.append((edit.start, edit.end, original, corrections))
+    if not out:
+        out[0] = []
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The edit lattice
+# --------------------------------------------------------------------------------------------------------------
+
+_SUB, _DEL, _INS = 1, 2, 4
+
+
+def _backpointer_arcs(src: list[str], hyp: list[str], cost_sub: int) -> set[Arc]:
+    """Arcs of the graph of all optimal Levenshtein alignments (ins/del cost 1), reachable from the end cell."""
+    n, m = len(src), len(hyp)
+    prev = list(range(m + 1))
+    masks: list[bytearray] = [bytearray(m + 1) for _ in range(n + 1)]
+    for j in range(1, m + 1):
+        masks[0][j] = _INS
+    for i in range(1, n + 1):
+        cur = [i] + [0] * m
+        row = masks[i]
+        row[0] = _DEL
+        s = src[i - 1]
+        for j in range(1, m + 1):
+            deletion = prev[j] + 1
+            insertion = cur[j - 1] + 1
+            substitution = prev[j - 1] if s == hyp[j - 1] else prev[j - 1] + cost_sub
+            best = min(substitution, deletion, insertion)
+            mask = 0
+            if substitution == best:
+                mask |= _SUB
+            if deletion == best:
+                mask |= _DEL
+            if insertion == best:
+                mask |= _INS
+            row[j] = mask
+            cur[j] = best
+        prev = cur
+    arcs: set[Arc] = set()
+    seen = {(n, m)}
+    stack = [(n, m)]
+    while stack:
+        v = stack.pop()
+        i, j = v
+        mask = masks[i][j]
+        if mask & _SUB:
+            u = (i - 1, j - 1)
+            arcs.add((u, v))
+            if u not in seen:
+                seen.add(u)
+                stack.append(u)
+        if mask & _DEL:
+            u = (i - 1, j)
+            arcs.add((u, v))
+            if u not in seen:
+                seen.add(u)
+                stack.append(u)
+        if mask & _INS:
+            u = (i, j - 1)
+            arcs.add((u, v))
+            if u not in seen:
+                seen.add(u)
+                stack.append(u)
+    return arcs
+
+
+def _arc_edit(arc: Arc, src: list[str], hyp: list[str], first_row_insert_at_zero: bool) -> Edit:
+    (i0, j0), (i1, j1) = arc
+    if i1 == i0 + 1 and j1 == j0 + 1:
+        a, b = src[i0], hyp[j0]
+        return ("noop", i0, i1, a, b, 1) if a == b else ("sub", i0, i1, a, b, 0)
+    if i1 == i0 + 1:
+        return ("del", i0, i1, src[i0], "", 0)
+    if i0 == 0 and not first_row_insert_at_zero:
+        return ("ins", j0, j0, "", hyp[j0], 0)
+    return ("ins", i0, i0, "", hyp[j0], 0)
+
+
+def _merge_edits(e1: Edit, e2: Edit) -> Edit:
+    """Combine two adjacent edits into one, as the scorer's transitive arcs do."""
+    k1, k2 = e1[0], e2[0]
+    start, end, unchanged = e1[1], e2[2], e1[5] + e2[5]
+    if k1 == "ins":
+        if k2 == "ins":
+            return ("ins", start, end, "", e1[4] + " " + e2[4], unchanged)
+        if k2 == "del":
+            return ("sub", start, end, e2[3], e1[4], unchanged)
+        return ("sub", start, end, e2[3], e1[4] + " " + e2[4], unchanged)  # sub or noop
+    if k1 == "del":
+        if k2 == "ins":
+            return ("sub", start, end, e1[3], e2[4], unchanged)
+        if k2 == "del":
+            return ("del", start, end, e1[3] + " " + e2[3], "", unchanged)
+        return ("sub", start, end, e1[3] + " " + e2[3], e2[4], unchanged)  # sub or noop
+    # e1 is sub or noop
+    if k2 == "ins":
+        return ("sub", start, end, e1[3], e1[4] + " " + e2[4], unchanged)
+    if k2 == "del":
+        return ("sub", start, end, e1[3] + " " + e2[3], e1[4], unchanged)
+    if k1 == "noop" and k2 == "noop":
+        return ("noop", start, end, e1[3] + " " + e2[3], e1[4] + " " + e2[4], unchanged)
+    return ("sub", start, end, e1[3] + " " + e2[3], e1[4] + " " + e2[4], unchanged)
+
+
+class Lattice:
+    """The MaxMatch edit lattice of one (source, hypothesis) pair, shared by all annotators of the sentence."""
+
+    __slots__ = ("vertices", "arcs", "dist", "edits")
+
+    def __init__(
+        self, src: list[str], hyp: list[str], max_unchanged_words: int = 2, first_row_insert_at_zero: bool = True
+    ):
+        arcs1 = _backpointer_arcs(src, hyp, 1)
+        arcs2 = _backpointer_arcs(src, hyp, 2)
+        vertices = sorted({v for arc in arcs1 for v in arc} | {v for arc in arcs2 for v in arc} | {(0, 0)})
+        # Arcs found in both lattices are listed twice, as the scorer's merge does.
+        arcs: list[Arc] = sorted(list(arcs1) + list(arcs2))
+        edits: dict[Arc, Edit] = {}
+        dist: dict[Arc, float] = {}
+        succ: dict[Vertex, set[Vertex]] = {v: set() for v in vertices}
+        pred: dict[Vertex, set[Vertex]] = {v: set() for v in vertices}
+        for arc in arcs:
+            if arc not in edits:
+                edits[arc] = _arc_edit(arc, src, hyp, first_row_insert_at_zero)
+                dist[arc] = 1
+                succ[arc[0]].add(arc[1])
+                pred[arc[1]].add(arc[0])
+        # Transitive arcs, in the scorer's k, i, j vertex order (vertices sorted).
+        for vk in vertices:
+            preds = sorted(pred[vk])
+            if not preds:
+                continue
+            succs = sorted(succ[vk])
+            if not succs:
+                continue
+            for vi in preds:
+                eik = edits[(vi, vk)]
+                dik = dist[(vi, vk)]
+                for vj in succs:
+                    dkj = dist[(vk, vj)]
+                    key = (vi, vj)
+                    if dik + dkj < dist.get(key, INF):
+                        eij = _merge_edits(eik, edits[(vk, vj)])
+                        if eij[5] <= max_unchanged_words:
+                            arcs.append(key)
+                            dist[key] = dik + dkj
+                            edits[key] = eij
+                            succ[vi].add(vj)
+                            pred[vj].add(vi)
+        # Remove transitive noop arcs the way the scorer does: list.remove while iterating the same list, so the
+        # arc that follows a removed one is not looked at.
+        i = 0
+        while i < len(arcs):
+            arc = arcs[i]
+            edit = edits.get(arc)
+            if edit is None:
+                # A later duplicate of an arc removed above (the reference scorer raises KeyError here).
+                del arcs[i]
+                continue
+            if edit[0] == "noop" and dist[arc] > 1:
+                arcs.remove(arc)
+                dist[arc] = INF
+                del edits[arc]
+            i += 1
+        self.vertices = vertices
+        self.arcs = arcs
+        self.dist = dist
+        self.edits = edits
+
+    def weights(self, gold: list[GoldEdit]) -> dict[Arc, float]:
+        """Arc weights for one annotator: gold-matching arcs -len(arcs), other edit arcs +epsilon."""
+        arcs, edits = self.arcs, self.edits
+        weights = dict(self.dist)
+        groups: dict[tuple[int, int], list[Arc]] = {}
+        for arc in arcs:
+            e = edits[arc]
+            groups.setdefault((e[1], e[2]), []).append(arc)
+        gold_groups: dict[tuple[int, int], list[GoldEdit]] = {}
+        for g in gold:
+            gold_groups.setdefault((g[0], g[1]), []).append(g)
+        negative = -len(arcs)
+        for key in sorted(groups):
+            group = sorted(groups[key])
+            golds = gold_groups.get(key, [])
+            if key[0] == key[1]:
+                # Insertions at one position: match arcs and gold edits from both ends inwards.
+                lptr, rptr, cur = 0, len(group) - 1, 0
+                g_lptr, g_rptr = 0, len(golds) - 1
+                while lptr <= rptr:
+                    arc = group[cur]
+                    e = edits[arc]
+                    matched = False
+                    order = range(g_lptr, g_rptr + 1) if cur == lptr else reversed(range(g_lptr, g_rptr + 1))
+                    for gi in order:
+                        g = golds[gi]
+                        if e[1] == g[0] and e[2] == g[1] and e[3] == g[2] and e[4] in g[3]:
+                            matched = True
+                            weights[arc] = negative
+                            if cur == lptr:
+                                g_lptr = gi + 1
+                            else:
+                                g_rptr = gi - 1
+                            break
+                    if not matched and e[0] != "noop":
+                        weights[arc] += EPSILON
+                    if matched:
+                        if cur == lptr:
+                            lptr += 1
+                            while lptr < len(group) and group[lptr][0] != group[cur][1]:
+                                weights[group[lptr]] += EPSILON
+                                lptr += 1
+                            cur = lptr
+                        else:
+                            rptr -= 1
+                            while rptr >= 0 and group[rptr][1] != group[cur][0]:
+                                weights[group[rptr]] += EPSILON
+                                rptr -= 1
+                            cur = rptr
+                    elif cur == lptr:
+                        lptr += 1
+                        cur = rptr
+                    else:
+                        rptr -= 1
+                        cur = lptr
+            else:
+                for arc in group:
+                    e = edits[arc]
+                    matched = False
+                    for g in golds:
+                        if e[1] == g[0] and e[2] == g[1] and e[3] == g[2] and e[4] in g[3]:
+                            matched = True
+                            weights[arc] = negative
+                            break
+                    if not matched and e[0] != "noop":
+                        weights[arc] += EPSILON
+        return weights
+
+    def best_edit_sequence(self, weights: dict[Arc, float]) -> list[tuple[int, int, str, str]]:
+        """Shortest path (Bellman-Ford in the scorer's arc order), as edits from the sentence end backwards."""
+        vertices, arcs = self.vertices, self.arcs
+        distance = dict.fromkeys(vertices, INF)
+        distance[(0, 0)] = 0
+        path: dict[Vertex, Vertex] = {}
+        for _ in range(len(vertices) - 1):
+            changed = False
+            for arc in arcs:
+                v, w = arc
+                d = distance[v] + weights[arc]
+                if d < distance[w]:
+                    distance[w] = d
+                    path[w] = v
+                    changed = True
+            if not changed:
+                break
+        v = vertices[-1]
+        sequence = []
+        while v in path:
+            u = path[v]
+            e = self.edits[(u, v)]
+            if e[0] != "noop":
+                sequence.append((e[1], e[2], e[3], e[4]))
+            v = u
+        return sequence
+
+
+def match_sequence(edit_seq: list[tuple[int, int, str, str]], gold: list[GoldEdit]) -> int:
+    """Correct edits: scan gold edits in M2 order from the last match on; an edit counts once per equal gold edit."""
+    correct = 0
+    last = 0
+    for e in reversed(edit_seq):
+        for gi in range(last, len(gold)):
+            g = gold[gi]
+            if e[0] == g[0] and e[1] == g[1] and e[2] == g[2] and e[3] in g[3]:
+                correct += 1
+                last = gi + 1
+    return correct
+
+
+def _equals_ignore_whitespace_casing(a: str, b: str) -> bool:
+    return a.replace(" ", "").lower() == b.replace(" ", "").lower()
+
+
+def sentence_counts(
+    source: str,
+    hypothesis: str,
+    golds: dict[int, list[GoldEdit]],
+    max_unchanged_words: int = 2,
+    ignore_whitespace_casing: bool = False,
+    first_row_insert_at_zero: bool = True,
+) -> list[tuple[int, tuple[int, int, int]]]:
+    """(annotator, (correct, proposed, gold)) for every annotator of one sentence, annotators in id order."""
+    src = source.split()
+    hyp = hypothesis.split()
+    lattice = Lattice(src, hyp, max_unchanged_words, first_row_insert_at_zero)
+    out = []
+    for annotator in sorted(golds):
+        gold = golds[annotator]
+        seq = lattice.best_edit_sequence(lattice.weights(gold))
+        if ignore_whitespace_casing:
+            seq = [e for e in seq if not _equals_ignore_whitespace_casing(e[2], e[3])]
+        out.append((annotator, (match_sequence(seq, gold), len(seq), len(gold))))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Corpus aggregation: best annotator per sentence on the running totals
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _comp_f(c: float, proposed: float, gold: float, beta: float) -> float:
+    denominator = beta * beta * gold + proposed
+    if denominator == 0:
+        return 1.0 if c == 0 else 0.0
+    return (1 + beta * beta) * c / denominator
+
+
+def prf(correct: float, proposed: float, gold: float, beta: float) -> tuple[float, float, float]:
+    """The scorer's final P, R, F: P = 1 when nothing is proposed, R = 1 when there is no gold edit."""
+    p = correct / proposed if proposed else 1.0
+    r = correct / gold if gold else 1.0
+    denominator = beta * beta * p + r
+    f = (1.0 + beta * beta) * p * r / denominator if denominator else 0.0
+    return p, r, f
+
+
+def choose_annotators(cand: np.ndarray, valid: np.ndarray, beta: float) -> tuple[float, float, float]:
+    """Walk the sentences in order and add, for each, the annotator maximising the running F (exact, scalar)."""
+    b2 = beta * beta
+    sc = sp = sg = 0.0
+    for i in range(cand.shape[0]):
+        f_max, c_max, p_min, g_min = -1.0, -1.0, INF, INF
+        add = (0.0, 0.0, 0.0)
+        for a in range(cand.shape[1]):
+            if not valid[i, a]:
+                continue
+            c, p, g = (float(x) for x in cand[i, a])
+            lc, lp, lg = sc + c, sp + p, sg + g
+            f = _comp_f(lc, lp, lg, beta)
+            if f_max < f or (f_max == f and c_max < lc) or (f_max == f and c_max == lc and p_min + b2 * g_min > lp + b2 * lg):
+                f_max, c_max, p_min, g_min = f, lc, lp, lg
+                add = (c, p, g)
+        sc += add[0]
+        sp += add[1]
+        sg += add[2]
+    return sc, sp, sg
+
+
+def choose_annotators_many(cand: np.ndarray, valid: np.ndarray, indices: np.ndarray, beta: float) -> np.ndarray:
+    """`choose_annotators` for many resampled corpora at once; returns totals of shape (B, 3)."""
+    b2 = beta * beta
+    n_rows = indices.shape[0]
+    totals = np.zeros((n_rows, 3))
+    for t in range(indices.shape[1]):
+        rows = indices[:, t]
+        f_max = np.full(n_rows, -1.0)
+        c_max = np.full(n_rows, -1.0)
+        pg_min = np.full(n_rows, INF)
+        add = np.zeros((n_rows, 3))
+        for a in range(cand.shape[1]):
+            ok = valid[rows, a]
+            if not ok.any():
+                continue
+            local = totals + cand[rows, a]
+            lc, lp, lg = local[:, 0], local[:, 1], local[:, 2]
+            denominator = b2 * lg + lp
+            with np.errstate(divide="ignore", invalid="ignore"):
+                f = np.where(denominator == 0, np.where(lc == 0, 1.0, 0.0), (1 + b2) * lc / denominator)
+            pg = lp + b2 * lg
+            better = ok & ((f_max < f) | ((f_max == f) & (c_max < lc)) | ((f_max == f) & (c_max == lc) & (pg_min > pg)))
+            f_max = np.where(better, f, f_max)
+            c_max = np.where(better, lc, c_max)
+            pg_min = np.where(better, pg, pg_min)
+            add = np.where(better[:, None], cand[rows, a], add)
+        totals = totals + add
+    return totals
+
+
+class M2Score(Metric):
+    """M2 F0.5 (MaxMatch), faithful to the CoNLL-2014 M2 scorer."""
+
+    name = "m2"
+    label = "M2 F0.5"
+    needs_gold = True
+
+    def __init__(
+        self,
+        beta: float = 0.5,
+        max_unchanged_words: int = 2,
+        ignore_whitespace_casing: bool = False,
+        first_row_insert_at_zero: bool = True,
+    ):
+        self.beta = beta
+        self.max_unchanged_words = max_unchanged_words
+        self.ignore_whitespace_casing = ignore_whitespace_casing
+        self.first_row_insert_at_zero = first_row_insert_at_zero
+
+    def check_inputs(self, inputs: Inputs) -> None:
+        super().check_inputs(inputs)
+        if not isinstance(inputs.gold, M2Document):
+            raise MetricInputError(f"{self.name}: the gold edits must be an M2Document (see m2format.read_m2)")
+
+    def n_refs(self, inputs: Inputs) -> int | None:
+        return max(len(gold_edits_by_annotator(s)) for s in inputs.gold)
+
+    def segment_stats(self, inputs: Inputs) -> SegmentStats:
+        per_sentence = []
+        for hyp, sentence in zip(inputs.hyps, inputs.gold):
+            golds = gold_edits_by_annotator(sentence)
+            per_sentence.append(
+                sentence_counts(
+                    sentence.source,
+                    hyp.strip(),
+                    golds,
+                    self.max_unchanged_words,
+                    self.ignore_whitespace_casing,
+                    self.first_row_insert_at_zero,
+                )
+            )
+        return self.stats_from_counts(per_sentence)
+
+    @staticmethod
+    def stats_from_counts(per_sentence: list[list[tuple[int, tuple[int, int, int]]]]) -> SegmentStats:
+        width = max(len(s) for s in per_sentence)
+        cand = np.zeros((len(per_sentence), width, 3), dtype=np.int64)
+        valid = np.zeros((len(per_sentence), width), dtype=bool)
+        for i, rows in enumerate(per_sentence):
+            for a, (_, counts) in enumerate(rows):
+                cand[i, a] = counts
+                valid[i, a] = True
+        return SegmentStats({"cand": cand, "valid": valid}, len(per_sentence))
+
+    def _totals(self, stats: SegmentStats) -> tuple[float, float, float]:
+        cand, valid = stats["cand"], stats["valid"]
+        if valid.sum(axis=1).max(initial=0) <= 1:
+            return tuple(float(x) for x in (cand * valid[..., None]).sum(axis=(0, 1)))
+        return choose_annotators(cand, valid, self.beta)
+
+    def aggregate(self, stats: SegmentStats) -> tuple[float, dict[str, Any]]:
+        correct, proposed, gold = self._totals(stats)
+        p, r, f = prf(correct, proposed, gold, self.beta)
+        return 100.0 * f, {
+            "P": 100.0 * p,
+            "R": 100.0 * r,
+            f"F{self.beta:g}": 100.0 * f,
+            "correct": int(correct),
+            "proposed": int(proposed),
+            "gold": int(gold),
+        }
+
+    def resampled_scores(self, stats: SegmentStats, indices: np.ndarray) -> np.ndarray:
+        indices = np.atleast_2d(indices)
+        cand = stats["cand"].astype(np.float64)
+        valid = stats["valid"]
+        if valid.sum(axis=1).max(initial=0) <= 1:
+            from writetune.metrics.base import counts_matrix
+
+            totals = counts_matrix(indices, stats.n) @ (cand * valid[..., None]).sum(axis=1)
+        else:
+            totals = choose_annotators_many(cand, valid, indices, self.beta)
+        c, p, g = totals[:, 0], totals[:, 1], totals[:, 2]
+        b2 = self.beta * self.beta
+        with np.errstate(divide="ignore", invalid="ignore"):
+            prec = np.where(p > 0, c / p, 1.0)
+            rec = np.where(g > 0, c / g, 1.0)
+            den = b2 * prec + rec
+            f = np.where(den > 0, (1.0 + b2) * prec * rec / den, 0.0)
+        return 100.0 * f
+
+    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
+        parts = [
+            "m2",
+            "impl:maxmatch(m2scorer-3.2 semantics)",
+            "tok:whitespace(pre-tokenized)",
+            f"annotators:{n_refs if n_refs is not None else '?'}",
+            f"beta:{self.beta:g}",
+            f"max_unchanged:{self.max_unchanged_words}",
+            f"ws_case:{'ignored' if self.ignore_whitespace_casing else 'kept'}",
+        ]
+        if bootstrap:
+            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
+        parts.append(f"version:{version_tag()}")
+        return "|".join(parts)
