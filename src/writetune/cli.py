@@ -102,6 +102,28 @@ def edit(
     console.print(output, highlight=False, markup=False, soft_wrap=True)
 
 
+@app.command()
+def score(
+    metric: Annotated[str, typer.Option("--metric", help="sari|gleu|m2|errant|em|bleu|self_bleu|ibleu|copy_rate")],
+    hyp: Annotated[str, typer.Option("--hyp", help="System outputs, one segment per line.")],
+    source: Annotated[str | None, typer.Option("--source", help="Source segments (m2/errant: the M2 S lines).")] = None,
+    ref: Annotated[list[str] | None, typer.Option("--ref", help="A reference file; repeat for several.")] = None,
+    m2: Annotated[str | None, typer.Option("--m2", help="Gold M2 file (m2, errant).")] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for a 95% CI.")] = 0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Bootstrap seed (default 12345).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+):
+    """Score system outputs with a writing metric (no model needed); see docs/metrics.md."""
+    from writetune.metrics import score_files
+
+    with user_errors():
+        result = score_files(metric, hyp=hyp, source=source, refs=ref or [], m2=m2, bootstrap=bootstrap, seed=seed)
+    if as_json:
+        print(result.to_json())
+    else:
+        console.print(result.format(), highlight=False, markup=False, soft_wrap=True)
+
+
 def main():
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' per-tensor loading bars are noise here
     app()
