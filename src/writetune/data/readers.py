@@ -438,9 +438,14 @@ def _json_array_items(path: PathLike) -> Iterator[tuple[int, Any]]:
     """(line number, item) for each element of a top-level JSON array, so errors can name the item's line."""
     text = read_text(path)
     decoder = json.JSONDecoder()
+    counted = [0, 1]  # position up to which newlines are counted, line number there
 
     def line_of(pos: int) -> int:
-        return text.count("\n", 0, pos) + 1
+        if pos < counted[0]:
+            return text.count("\n", 0, pos) + 1
+        counted[1] += text.count("\n", counted[0], pos)
+        counted[0] = pos
+        return counted[1]
 
     def skip_ws(pos: int) -> int:
         while pos < len(text) and text[pos] in " \t\r\n":

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from writetune.data import readers
 from writetune.data.readers import Example
+from writetune.data.tokenization import detokenize
 
 
 class _Spec(BaseModel):
@@ -198,8 +199,8 @@ class SyntheticSource(_Spec):
         )
         examples = []
         for clean in self.clean.read(data_dir, task=task, origin=origin):
-            clean = clean.detokenized()
             text = clean.references[0] if self.side == "references" else clean.source
+            text = detokenize(text) if clean.tokenized else text
             corrupted = injector.corrupt(text, key=clean.id)
             examples.append(Example(task, corrupted.text, (text,), origin, f"synth:{clean.id}", False))
         return examples

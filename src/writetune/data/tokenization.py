@@ -44,9 +44,10 @@ def _moses() -> MosesDetokenizer:
     return MosesDetokenizer(lang="en")
 
 
+@lru_cache(maxsize=1 << 17)
 def detokenize(text: str) -> str:
     """Plain text from PTB-style tokenized text. Safe on text that is already plain: it then changes at most
-    stray spaces before punctuation."""
+    stray spaces before punctuation. (Cached: corpora repeat sentences, e.g. GEC references equal to the source.)"""
     text = _SPACES_RE.sub(" ", text).strip()
     if not text:
         return text
