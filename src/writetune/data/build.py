@@ -100,6 +100,9 @@ class Recipe(_Strict):
     contamination: Literal["refuse", "drop"] = "refuse"
     holdout_suites: list[str] = ["writing-dev"]
     task_files: list[str] = []
+    base: str | None = None
+    include_tasks: list[str] | None = None
+    exclude_tasks: list[str] = []
     sources: list[SourceEntry] = Field(min_length=1)
 
     @field_validator("unchanged_share_per_task")
@@ -125,8 +128,26 @@ class Recipe(_Strict):
                 raise ValueError(f"unknown suite '{name}' (known: {', '.join(SUITES)})")
         return value
 
+    @field_validator("include_tasks", "exclude_tasks")
+    @classmethod
+    def _task_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        try:
+            return [get_task(name).name for name in value]
+        except UnknownTaskError as err:
+            raise ValueError(str(err)) from None
+
     @model_validator(mode="after")
-    def _unique_names(self) -> "Recipe":
+    def _filter_and_check(self) -> "Recipe":
+        kept = [
+            entry
+            for entry in self.sources
+            if entry.task not in self.exclude_tasks and (self.include_tasks is None or entry.task in self.include_tasks)
+        ]
+        if not kept:
+            raise ValueError("include_tasks/exclude_tasks leave no source")
+        self.sources = kept
         seen = set()
         for entry in self.sources:
             if entry.name in seen:
@@ -148,9 +169,7 @@ def _format_validation_error(path: Path | str, err: ValidationError) -> str:
     return f"{path}: key '{key}': {first['msg']}"
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe YAML file. Task files it names are registered before its sources are checked."""
-    path = Path(path)
+def _read_yaml_mapping(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -163,6 +182,37 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from err
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: expected a mapping with keys name, sources, ...")
+    return data
+
+
+def _with_base(path: Path, data: dict, chain: tuple[Path, ...] = ()) -> dict:
+    """A recipe with `base: other.yaml` starts from that file's keys (paths relative to it) and overrides them."""
+    base = data.get("base")
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise RecipeError(f"{path}: key 'base': expected the path of another recipe")
+    base_path = (path.parent / base).resolve()
+    if base_path in chain:
+        raise RecipeError(f"{path}: key 'base': recipes include each other ({base})")
+    parent = _with_base(base_path, _read_yaml_mapping(base_path), (*chain, path.resolve()))
+    merged = {key: value for key, value in parent.items() if key not in ("base", "include_tasks", "exclude_tasks")}
+
+    def rebase(rel: object) -> object:  # paths in the base are relative to the base file
+        return os.path.relpath(base_path.parent / rel, path.parent.resolve()) if isinstance(rel, str) else rel
+
+    merged["data_dir"] = rebase(merged.get("data_dir"))
+    if isinstance(merged.get("task_files"), list):
+        merged["task_files"] = [rebase(f) for f in merged["task_files"]]
+    merged.update({key: value for key, value in data.items() if key != "base"})
+    merged["base"] = base
+    return merged
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe YAML file. Task files it names are registered before its sources are checked."""
+    path = Path(path)
+    data = _with_base(path, _read_yaml_mapping(path))
     task_files = data.get("task_files") or []
     if isinstance(task_files, list):
         for index, task_file in enumerate(task_files):
@@ -228,19 +278,17 @@ def _hash(*parts: object) -> str:
     return hashlib.sha256("\x00".join(str(p) for p in parts).encode()).hexdigest()
 
 
-def _clean(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _records(example: Example, entry: SourceEntry, seed: int) -> list[_Record]:
     example = example.detokenized()
-    source = _clean(example.source)
+    writing = get_task(entry.task).writing
+    # writing examples are sentences: whitespace is collapsed; generic data keeps its line breaks (lists, code)
+    clean = (lambda text: " ".join(text.split())) if writing else str.strip
+    source = clean(example.source)
     refs: list[str] = []
-    for ref in (_clean(r) for r in example.references):
+    for ref in (clean(r) for r in example.references):
         if ref and ref not in refs:
             refs.append(ref)
-    writing = get_task(entry.task).writing
-    instruction = _clean(example.instruction) if example.instruction and (entry.keep_instructions or not writing) else ""
+    instruction = example.instruction.strip() if example.instruction and (entry.keep_instructions or not writing) else ""
     if not refs or (writing and not source) or (not source and not instruction):
         return []
     base = f"{entry.name}:{example.id}"
@@ -436,6 +484,10 @@ def build_mix(
         if any(e.tokenized for e in examples):
             tokenized_sources.append(entry.name)
         records = [r for e in examples for r in _records(e, entry, seed)]
+        ids = Counter(r.id for r in records)
+        if len(ids) != len(records):
+            repeated = next(i for i, n in ids.items() if n > 1)
+            raise DataError(f"source '{entry.name}': example id '{repeated}' occurs more than once")
         pools[entry.name] = records
         stats[entry.name] = {
             "task": entry.task,

@@ -76,7 +76,7 @@ class DataFormatError(DataError):
 class Example:
     """One source text and its reference rewrites.
 
-    `id` is unique within the file it came from (`<file name>:<line or record number>`). `tokenized` is True when the
+    `id` is unique within the file it came from (`<file name>:<line number>`, or the item number in a JSON array). `tokenized` is True when the
     text is PTB-style tokenized as in the original release (`do n't`, `word .`). `instruction` carries the example's
     own instruction where the data has one (generic instruction data); writing examples leave it empty and get a
     phrasing from the task registry when a mix is built.
@@ -218,7 +218,7 @@ def read_turkcorpus_tsv(
         source = fields[1].strip()
         refs = tuple(ref.strip() for ref in fields[2:] if ref.strip())
         if source and refs:
-            examples.append(Example(task, source, refs, origin, f"{name}:{fields[0].strip() or number}", tokenized))
+            examples.append(Example(task, source, refs, origin, f"{name}:{number}", tokenized))
     return examples
 
 
@@ -331,7 +331,7 @@ def read_wnc_tsv(
             raise DataFormatError(path, number, f"expected 7 tab-separated fields, found {len(fields)}")
         source, target = fields[3].strip(), fields[4].strip()
         if source and target:
-            examples.append(Example(task, source, (target,), origin, f"{name}:{fields[0].strip() or number}", tokenized))
+            examples.append(Example(task, source, (target,), origin, f"{name}:{number}", tokenized))
     return examples
 
 
@@ -488,30 +488,32 @@ def _string_field(path: PathLike, number: int, record: Any, key: str, *, require
     return value
 
 
-def _instruction_example(path, number, record, *, task, origin, name) -> Example | None:
+def _instruction_example(path, number, record, *, task, origin, example_id) -> Example | None:
     instruction = _string_field(path, number, record, "instruction").strip()
     text = _string_field(path, number, record, "input", required=False).strip()
     output = _string_field(path, number, record, "output").strip()
     if not instruction or not output:
         return None
-    return Example(task, text, (output,), origin, f"{name}:{number}", False, instruction)
+    return Example(task, text, (output,), origin, example_id, False, instruction)
 
 
 def read_alpaca_json(path: PathLike, *, task: str = "generic", origin: str | None = None) -> list[Example]:
     """Alpaca data: one JSON array of `{instruction, input, output}` objects (`input` may be empty or absent).
-    `Example.instruction` is the record's instruction, `source` its input, the single reference its output."""
+    `Example.instruction` is the record's instruction, `source` its input, the single reference its output.
+    Records with an empty instruction or output are skipped. Ids count the array's items from 1."""
     origin = _origin(origin, path)
     name = Path(path).name
     examples = []
-    for number, record in _json_array_items(path):
-        example = _instruction_example(path, number, record, task=task, origin=origin, name=name)
+    for item, (number, record) in enumerate(_json_array_items(path), start=1):
+        example = _instruction_example(path, number, record, task=task, origin=origin, example_id=f"{name}:{item}")
         if example is not None:
             examples.append(example)
     return examples
 
 
 def read_jsonl(path: PathLike, *, task: str = "generic", origin: str | None = None) -> list[Example]:
-    """JSON lines, one `{instruction, input, output}` object per line (`input` optional; other keys ignored)."""
+    """JSON lines, one `{instruction, input, output}` object per line (`input` optional; other keys ignored;
+    records with an empty instruction or output are skipped)."""
     origin = _origin(origin, path)
     name = Path(path).name
     examples = []
@@ -519,7 +521,7 @@ def read_jsonl(path: PathLike, *, task: str = "generic", origin: str | None = No
         if not line.strip():
             continue
         record = _load_json_line(path, number, line)
-        example = _instruction_example(path, number, record, task=task, origin=origin, name=name)
+        example = _instruction_example(path, number, record, task=task, origin=origin, example_id=f"{name}:{number}")
         if example is not None:
             examples.append(example)
     return examples
