@@ -124,6 +124,53 @@ def score(
         console.print(result.format(), highlight=False, markup=False, soft_wrap=True)
 
 
+data_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Build instruction-tuning data mixes.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("build")
+def data_build(
+    recipe: Annotated[str, typer.Argument(help="Recipe YAML, e.g. configs/mix-paper.yaml.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output directory (written whole or not at all).")],
+    data_dir: Annotated[
+        str | None, typer.Option("--data-dir", help="Corpora folder; else $WRITETUNE_DATA, else the recipe's data_dir.")
+    ] = None,
+    drop_contaminated: Annotated[
+        bool, typer.Option("--drop-contaminated", help="Drop training records found in an eval set instead of refusing.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output directory.")] = False,
+):
+    """Build train.jsonl, dev.jsonl and manifest.json from a recipe; see docs/data.md."""
+    import time
+
+    from writetune.data.build import build_mix
+
+    start = time.perf_counter()
+    with user_errors(), console.status("building the mix") as status:
+        result = build_mix(
+            recipe, out, data_dir=data_dir, drop_contaminated=drop_contaminated or None, overwrite=force,
+            log=lambda message: status.update(message),
+        )  # fmt: skip
+    manifest = result.manifest
+    table = Table(title=f"{manifest['recipe']} -> {result.out_dir}")
+    for column in ("task", "train", "dev", "unchanged in train"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    for task, count in manifest["counts"]["train_by_task"].items():
+        share = manifest["unchanged"][task]["train_share"]
+        table.add_row(task, str(count), str(manifest["counts"]["dev_by_task"].get(task, 0)), f"{share:.1%}")
+    table.add_row("total", str(result.train), str(result.dev), "")
+    console.print(table)
+    checked = manifest["contamination"]["eval_sets"]
+    present = sum(report["status"] == "present" for report in checked.values())
+    held = sum(source.get("held_out", 0) for source in manifest["sources"].values())
+    console.print(
+        f"contamination ({manifest['contamination']['mode']}): {manifest['contamination']['matches']} records matched "
+        f"{present} present of {len(checked)} checked eval sets; {held} records held out for "
+        f"{', '.join(manifest['holdout']['suites'])}; {time.perf_counter() - start:.1f} s",
+        highlight=False,
+    )
+
+
 def main():
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' per-tensor loading bars are noise here
     app()
