@@ -171,6 +171,35 @@ def data_build(
     )
 
 
+@app.command()
+def serve(
+    model: ModelOption = "smollm2-135m",
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    api_key: Annotated[str | None, typer.Option(envvar="WRITETUNE_API_KEY", help="Require this key on /v1/*.")] = None,
+    model_name: Annotated[str | None, typer.Option(help="Model id reported by /v1/models.")] = None,
+    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    max_input_chars: Annotated[int, typer.Option(min=1)] = 8000,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 512,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="1 serves requests one by one.")] = 8,
+    batch_window_ms: Annotated[float, typer.Option(min=0)] = 10.0,
+    max_queue: Annotated[int, typer.Option(min=1)] = 64,
+    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a request gets 504.")] = 120.0,
+):
+    """Serve a model over HTTP: OpenAI-compatible API, /v1/edit and a web page at /."""
+    from writetune.serve import ServeSettings, load_engine, run_server
+
+    with user_errors():
+        settings = ServeSettings(model=model, host=host, port=port, api_key=api_key, model_name=model_name,
+                                 dtype=dtype, device=device, max_input_chars=max_input_chars,
+                                 max_new_tokens=max_new_tokens, max_batch_size=max_batch_size,
+                                 batch_window_ms=batch_window_ms, max_queue=max_queue, request_timeout_s=timeout)
+        engine = load_engine(settings)
+    err_console.print(f"serving {engine.model_id} at http://{host}:{port}/ (API under /v1)", highlight=False)
+    run_server(settings, engine)
+
+
 def main():
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' per-tensor loading bars are noise here
     app()

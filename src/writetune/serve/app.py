@@ -1,0 +1,524 @@
+"""The HTTP app: OpenAI-compatible chat/completions/models, `/v1/edit` with character-offset edits, health,
+Prometheus metrics and the web page, all behind limits that turn bad input into a 4xx with a message.
+
+Every request that generates goes through the `Batcher`, so concurrent requests share model batches. The model is a
+single-turn writing assistant: a chat's last user message is rendered with the model's own prompt format (the one
+renderer in `writetune.prompt`), exactly as in training; system messages and earlier turns do not reach the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from writetune import __version__
+from writetune.generate import DecodingConfig, Request
+from writetune.serve.batcher import Batcher, GenerationError, QueueFull, RequestTimeout
+from writetune.serve.edits import ErrantTyper, apply_edits, split_sentences, text_edits
+from writetune.serve.engine import Engine
+from writetune.serve.metrics import CONTENT_TYPE, ServerMetrics
+from writetune.serve.settings import ServeSettings
+
+log = logging.getLogger("writetune.serve")
+STATIC = Path(__file__).parent / "static"
+ALL_TASKS = ("grammaticality", "clarity")  # what task "all" runs, in order
+_ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/tasks", "/v1/chat/completions", "/v1/completions",
+           "/v1/edit")
+
+
+class ApiError(Exception):
+    """An error answered as `{"error": {"message", "type", "code"}}` with an HTTP status."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None, kind: str = "invalid_request_error",
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.kind, self.headers = status, message, code, kind, headers or {}
+
+
+def _error_response(status: int, message: str, *, code: str | None = None, kind: str = "invalid_request_error",
+                    headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "code": code, "param": None}},
+                        status_code=status, headers=headers)
+
+
+# ---- request bodies ---------------------------------------------------------------------------------------------
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow")  # OpenAI clients send fields this server does not use
+
+
+class ChatMessage(_Lenient):
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class _Sampling(_Lenient):
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int = Field(1, ge=1, le=8)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+
+
+class ChatCompletionBody(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+class CompletionBody(_Sampling):
+    prompt: str | list[str]
+    echo: bool = False
+
+
+class EditBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    task: str = "grammaticality"
+    text: str
+
+
+# ---- ASGI middleware ---------------------------------------------------------------------------------------------
+
+async def _send_json(send, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+    body = json.dumps(payload).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _error_payload(message: str, code: str, kind: str = "invalid_request_error") -> dict:
+    return {"error": {"message": message, "type": kind, "code": code, "param": None}}
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request by route and status and times it to the end of its response."""
+
+    def __init__(self, app, metrics: ServerMetrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        route = path if path in _ROUTES else "/static" if path.startswith("/static/") else "other"
+        started, status = time.perf_counter(), [500]
+
+        async def counting_send(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            self.metrics.observe_request(route, scope["method"], status[0], time.perf_counter() - started)
+
+
+class AuthMiddleware:
+    """With an API key set, /v1/* (except the public task list) needs `Authorization: Bearer <key>` or
+    `X-API-Key: <key>`; anything else gets 401 before its body is read."""
+
+    def __init__(self, app, api_key: str | None):
+        self.app, self.key = app, api_key.encode() if api_key else None
+
+    async def __call__(self, scope, receive, send):
+        if (self.key is None or scope["type"] != "http" or not scope["path"].startswith("/v1/")
+                or (scope["path"] == "/v1/tasks" and scope["method"] == "GET")):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-api-key")
+        bearer = headers.get(b"authorization", b"")
+        if bearer[:7].lower() == b"bearer ":
+            given = bearer[7:].strip()
+        if given is None or not hmac.compare_digest(given, self.key):
+            await _send_json(send, 401, _error_payload(
+                "missing or wrong API key: send 'Authorization: Bearer <key>'", "invalid_api_key",
+                "authentication_error"), {"WWW-Authenticate": "Bearer"})
+            return
+        return await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """Reads a request body up to `limit` bytes before the app sees it; a larger one gets 413 unread."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_big = _error_payload(f"request body larger than {self.limit} bytes", "request_too_large")
+        try:
+            if declared is not None and int(declared) > self.limit:
+                return await _send_json(send, 413, too_big, {"Connection": "close"})
+        except ValueError:
+            return await _send_json(send, 400, _error_payload("invalid Content-Length", "bad_request"))
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return await _send_json(send, 413, too_big, {"Connection": "close"})
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), [False]
+
+        async def replay():
+            if not replayed[0]:
+                replayed[0] = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+# ---- helpers -----------------------------------------------------------------------------------------------------
+
+def _content_text(content: str | list[dict[str, Any]] | None) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    parts = []
+    for part in content:
+        if part.get("type") not in ("text", "input_text") or not isinstance(part.get("text"), str):
+            raise ApiError(422, f"unsupported message content part of type {part.get('type')!r}: only text parts "
+                                "are supported", code="unsupported_content")
+        parts.append(part["text"])
+    return "\n".join(parts)
+
+
+def _stops(stop: str | list[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    stops = [stop] if isinstance(stop, str) else stop
+    if len(stops) > 4:
+        raise ApiError(422, "at most 4 stop sequences", code="invalid_stop")
+    return [s for s in stops if s]
+
+
+def _cut_at_stops(text: str, stops: list[str]) -> tuple[str, bool]:
+    cut = min((text.find(s) for s in stops if s in text), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+class Server:
+    """State shared by the routes of one app."""
+
+    def __init__(self, engine: Engine, settings: ServeSettings):
+        self.engine, self.settings = engine, settings
+        self.metrics = ServerMetrics()
+        self.batcher = Batcher(engine, max_batch_size=settings.max_batch_size,
+                               window_s=settings.batch_window_ms / 1000, max_queue=settings.max_queue,
+                               metrics=self.metrics)
+        self.typer = ErrantTyper(enabled=settings.errant_types)
+        self.started = time.time()
+
+    def max_tokens(self, asked: int | None) -> int:
+        limit = self.settings.max_new_tokens
+        if asked is not None and asked > limit:
+            raise ApiError(422, f"max_tokens {asked} exceeds this server's limit of {limit} new tokens",
+                           code="max_tokens_too_large")
+        return asked if asked is not None else min(self.settings.default_max_tokens, limit)
+
+    def check_chars(self, n: int) -> None:
+        if n > self.settings.max_input_chars:
+            raise ApiError(413, f"input is {n} characters; this server accepts at most "
+                                f"{self.settings.max_input_chars}", code="input_too_long")
+
+    def sampling(self, body: _Sampling, max_tokens: int) -> DecodingConfig:
+        """Greedy unless a temperature above 0 is asked for; the budget is exactly `max_tokens`."""
+        common = dict(max_new_tokens=max_tokens, length_ratio=0.0, length_slack=max_tokens, seed=body.seed or 0)
+        if not body.temperature:
+            return DecodingConfig(strategy="greedy", **common)
+        return DecodingConfig(strategy="sample", temperature=body.temperature, top_p=body.top_p or 1.0, **common)
+
+    async def generate(self, requests: list[Request], decoding: DecodingConfig,
+                       timeout_s: float | None = None) -> list[str]:
+        return await self.batcher.submit(requests, decoding, timeout_s or self.settings.request_timeout_s)
+
+    def finish(self, text: str, stops: list[str], max_tokens: int) -> tuple[str, str, int]:
+        text, stopped = _cut_at_stops(text, stops)
+        tokens = min(self.engine.count_tokens(text), max_tokens)  # re-tokenised answer, so an estimate
+        return text, "stop" if stopped or tokens < max_tokens else "length", tokens
+
+
+def _sse(payload: dict | str) -> str:
+    return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
+
+
+def _pieces(text: str) -> list[str]:
+    """Split an answer into word-sized pieces for streaming (whitespace stays attached, so they join back)."""
+    return re.findall(r"\s*\S+|\s+$", text) or [""]
+
+
+def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI:
+    """The FastAPI app serving `engine` under `settings`. Its lifespan starts and stops the batcher."""
+    settings = settings or ServeSettings()
+    server = Server(engine, settings)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        await server.batcher.start()
+        if settings.errant_types:  # load spaCy in the background so the first grammar edit does not wait for it
+            threading.Thread(target=server.typer.load, name="writetune-errant-load", daemon=True).start()
+        try:
+            yield
+        finally:
+            await server.batcher.stop()
+
+    app = FastAPI(title="writetune", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.server = server
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(AuthMiddleware, api_key=settings.api_key)
+    app.add_middleware(MetricsMiddleware, metrics=server.metrics)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request, err: ApiError):
+        return _error_response(err.status, err.message, code=err.code, kind=err.kind, headers=err.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request, err: RequestValidationError):
+        problems = err.errors()
+        if any(p.get("type") == "json_invalid" for p in problems):
+            where = next(p for p in problems if p.get("type") == "json_invalid")
+            detail = (where.get("ctx") or {}).get("error", "invalid JSON")
+            return _error_response(400, f"the request body is not valid JSON ({detail})", code="invalid_json")
+        if any(tuple(p.get("loc", ())) == ("body",) and p.get("type") in ("model_attributes_type", "dict_type",
+                                                                          "missing") for p in problems):
+            return _error_response(400, "the request body must be a JSON object (send Content-Type: "
+                                        "application/json)", code="invalid_json")
+        text = "; ".join(f"{'.'.join(str(x) for x in p.get('loc', ()) if x != 'body') or 'body'}: {p.get('msg')}"
+                         for p in problems[:5])
+        return _error_response(422, text, code="invalid_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request, err: StarletteHTTPException):
+        return _error_response(err.status_code, str(err.detail), code="not_found" if err.status_code == 404 else None,
+                               headers=getattr(err, "headers", None))
+
+    @app.exception_handler(QueueFull)
+    async def _busy(_request, err: QueueFull):
+        return _error_response(503, str(err), code="queue_full", kind="server_busy",
+                               headers={"Retry-After": str(err.retry_after)})
+
+    @app.exception_handler(RequestTimeout)
+    async def _timeout(_request, err: RequestTimeout):
+        return _error_response(504, f"request timed out: {err}", code="timeout", kind="timeout")
+
+    @app.exception_handler(GenerationError)
+    async def _generation(_request, err: GenerationError):
+        return _error_response(500, str(err), code="generation_failed", kind="server_error")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request, err: Exception):
+        log.exception("unexpected error")
+        return _error_response(500, f"internal error: {type(err).__name__}: {err}", code="internal_error",
+                               kind="server_error")
+
+    # ---- plain routes ------------------------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": engine.model_id, "version": __version__,
+                "uptime_s": round(time.time() - server.started, 1), "queue_depth": server.batcher.queue_depth(),
+                "auth_required": settings.api_key is not None,
+                "limits": {"max_input_chars": settings.max_input_chars, "max_new_tokens": settings.max_new_tokens,
+                           "max_queue": settings.max_queue, "max_batch_size": settings.max_batch_size,
+                           "request_timeout_s": settings.request_timeout_s}}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics():
+        return PlainTextResponse(server.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": engine.model_id, "object": "model",
+                                            "created": int(server.started), "owned_by": "writetune"}]}
+
+    @app.get("/v1/tasks")
+    async def tasks():
+        from writetune.tasks import writing_tasks
+
+        listed = [{"name": t.name, "aliases": list(t.aliases), "description": t.description,
+                   "instruction": t.instruction} for t in writing_tasks()]
+        listed.append({"name": "all", "aliases": [], "description": f"{' then '.join(ALL_TASKS)}",
+                       "instruction": None})
+        return {"object": "list", "data": listed}
+
+    # ---- OpenAI-compatible generation ----------------------------------------------------------------------------
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatCompletionBody):
+        texts = [_content_text(m.content) for m in body.messages]
+        server.check_chars(sum(len(t) for t in texts))
+        users = [t for m, t in zip(body.messages, texts) if m.role == "user"]
+        if not users or not users[-1].strip():
+            raise ApiError(422, "messages need a non-empty user message", code="no_user_message")
+        max_tokens = server.max_tokens(body.max_completion_tokens or body.max_tokens)
+        stops = _stops(body.stop)
+        request = Request(users[-1])
+        answers = await server.generate([request] * body.n, server.sampling(body, max_tokens))
+        finished = [server.finish(a, stops, max_tokens) for a in answers]
+        prompt_tokens = engine.prompt_tokens(request)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": sum(f[2] for f in finished),
+                 "total_tokens": prompt_tokens + sum(f[2] for f in finished)}
+        ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if not body.stream:
+            return {"id": ident, "object": "chat.completion", "created": created, "model": engine.model_id,
+                    "choices": [{"index": i, "message": {"role": "assistant", "content": text},
+                                 "logprobs": None, "finish_reason": reason}
+                                for i, (text, reason, _) in enumerate(finished)],
+                    "usage": usage}
+
+        def chunk(index: int, delta: dict, reason: str | None = None) -> dict:
+            return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": engine.model_id,
+                    "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}]}
+
+        async def events():
+            for i, (text, reason, _) in enumerate(finished):
+                yield _sse(chunk(i, {"role": "assistant", "content": ""}))
+                for piece in _pieces(text):
+                    if piece:
+                        yield _sse(chunk(i, {"content": piece}))
+                yield _sse(chunk(i, {}, reason))
+            if (body.stream_options or {}).get("include_usage"):
+                yield _sse({"id": ident, "object": "chat.completion.chunk", "created": created,
+                            "model": engine.model_id, "choices": [], "usage": usage})
+            yield _sse("[DONE]")
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionBody):
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        if not prompts or not all(p.strip() for p in prompts):
+            raise ApiError(422, "prompt must be a non-empty string or a list of them", code="empty_prompt")
+        server.check_chars(sum(len(p) for p in prompts))
+        max_tokens = server.max_tokens(body.max_tokens)
+        stops = _stops(body.stop)
+        requests = [Request(p) for p in prompts for _ in range(body.n)]
+        answers = await server.generate(requests, server.sampling(body, max_tokens))
+        finished = [server.finish(a, stops, max_tokens) for a in answers]
+        prompt_tokens = sum(engine.prompt_tokens(Request(p)) for p in prompts)
+        completion_tokens = sum(f[2] for f in finished)
+        texts = [(r.instruction + t if body.echo else t) for r, (t, _, _) in zip(requests, finished)]
+        ident, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        if not body.stream:
+            return {"id": ident, "object": "text_completion", "created": created, "model": engine.model_id,
+                    "choices": [{"index": i, "text": text, "logprobs": None, "finish_reason": f[1]}
+                                for i, (text, f) in enumerate(zip(texts, finished))],
+                    "usage": usage}
+
+        async def events():
+            for i, (text, f) in enumerate(zip(texts, finished)):
+                for piece in _pieces(text):
+                    if piece:
+                        yield _sse({"id": ident, "object": "text_completion", "created": created,
+                                    "model": engine.model_id,
+                                    "choices": [{"index": i, "text": piece, "logprobs": None, "finish_reason": None}]})
+                yield _sse({"id": ident, "object": "text_completion", "created": created, "model": engine.model_id,
+                            "choices": [{"index": i, "text": "", "logprobs": None, "finish_reason": f[1]}]})
+            if (body.stream_options or {}).get("include_usage"):
+                yield _sse({"id": ident, "object": "text_completion", "created": created, "model": engine.model_id,
+                            "choices": [], "usage": usage})
+            yield _sse("[DONE]")
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    # ---- suggested edits ---------------------------------------------------------------------------------------------
+
+    @app.post("/v1/edit")
+    async def edit(body: EditBody):
+        from writetune.tasks import UnknownTaskError, get_task
+
+        server.check_chars(len(body.text))
+        if not body.text.strip():
+            raise ApiError(422, "text is empty", code="empty_text")
+        name = body.task.strip().lower()
+        try:
+            chosen = [get_task(t) for t in ALL_TASKS] if name == "all" else [get_task(name)]
+        except UnknownTaskError as err:
+            raise ApiError(422, f"{err}; or 'all' ({' then '.join(ALL_TASKS)})", code="unknown_task") from None
+        if not all(t.writing for t in chosen):
+            raise ApiError(422, f"task '{chosen[0].name}' is not a writing task; /v1/edit edits text",
+                           code="not_a_writing_task")
+        spans = split_sentences(body.text)
+        sources = [body.text[s:e] for s, e in spans]
+        decoding = DecodingConfig(strategy="greedy", max_new_tokens=settings.max_new_tokens)
+        deadline = time.monotonic() + settings.request_timeout_s
+        stages, current = [], sources
+        for task in chosen:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RequestTimeout(f"no answer within {settings.request_timeout_s:g} s")
+            current = await server.generate([Request(task.instruction, s) for s in current], decoding, remaining)
+            stages.append((task.name, current))
+        output, pos = [], 0
+        for (s, e), answer in zip(spans, current):
+            output.extend((body.text[pos:s], answer))
+            pos = e
+        output = "".join(output) + body.text[pos:]
+        typed = any(t.name == "grammaticality" for t in chosen) and server.typer.enabled
+        edits = await asyncio.to_thread(_typed_edits, server.typer, spans, sources, stages, typed)
+        if apply_edits(body.text, edits) != output:  # the invariant the page relies on; a bug if it ever fails
+            raise GenerationError("internal error: the edits do not reproduce the output")
+        return {"object": "edit", "model": engine.model_id, "task": "all" if name == "all" else chosen[0].name,
+                "output": output, "edits": [e.to_dict() for e in edits],
+                "edit_types": "errant" if typed and server.typer.available else "word",
+                "sentences": len(spans),
+                "stages": [{"task": t, "outputs": list(outs)} for t, outs in stages] if len(stages) > 1 else None}
+
+    return app
+
+
+def _typed_edits(typer: ErrantTyper, spans, sources, stages, typed: bool) -> list:
+    """Word-level edits from each source sentence to its final output. With grammar among the stages, edits get
+    ERRANT types; after several stages, an edit that is exactly a grammar-stage edit gets that edit's ERRANT type
+    and the others keep their word-level type (insert, delete, replace, whitespace)."""
+    final = stages[-1][1]
+    grammar = dict(stages).get("grammaticality")
+    result = []
+    for k, ((start, _end), source, target) in enumerate(zip(spans, sources, final)):
+        found = text_edits(source, target, offset=start)
+        if not typed or not found:
+            result.extend(found)
+        elif len(stages) == 1:
+            result.extend(typer.type_edits(source, target, found, offset=start))
+        else:
+            g_edits = typer.type_edits(source, grammar[k], text_edits(source, grammar[k], offset=start), offset=start)
+            by_key = {(e.start, e.end, e.replacement): e.type for e in g_edits}
+            result.extend(replace(e, type=by_key.get((e.start, e.end, e.replacement), e.type)) for e in found)
+    return result

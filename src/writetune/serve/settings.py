@@ -1,0 +1,47 @@
+"""Typed, validated server settings: what to serve, where, and the limits that keep the server answering."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class ServeSettings(BaseModel):
+    """Everything `writetune serve` can be told. Validated once, when the server starts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field("smollm2-135m", min_length=1, description="model spec (alias, directory, run, .gguf, hub id)")
+    model_name: str | None = Field(None, description="the id /v1/models reports; default: derived from the spec")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_key: str | None = Field(None, description="when set, /v1/* needs 'Authorization: Bearer <key>'")
+    dtype: str = "float32"
+    device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, cuda, cuda:N")
+    max_input_chars: int = Field(8000, ge=1, description="longest input text (all messages together): 413 beyond")
+    max_new_tokens: int = Field(512, ge=1, description="largest max_tokens a request may ask for: 422 beyond")
+    default_max_tokens: int = Field(256, ge=1, description="max_tokens of a chat completion that names none")
+    max_batch_size: int = Field(8, ge=1, description="generation requests per model batch (1: serial serving)")
+    batch_window_ms: float = Field(10.0, ge=0, le=10_000, description="how long a batch waits for company")
+    max_queue: int = Field(64, ge=1, description="jobs waiting for the generator: 503 with Retry-After beyond")
+    request_timeout_s: float = Field(120.0, gt=0, description="a request still unanswered after this gets 504")
+    errant_types: bool = Field(True, description="type grammar edits with ERRANT (spaCy model, loaded offline)")
+
+    @field_validator("api_key")
+    @classmethod
+    def _non_blank_key(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("api_key is blank; leave it unset to serve without authentication")
+        return value
+
+    @field_validator("model_name")
+    @classmethod
+    def _non_blank_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("model_name is blank")
+        return value
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Request bodies larger than this are refused (413) before they are parsed: twelve bytes per allowed
+        character (an escaped surrogate pair, JSON's worst case) plus room for the rest of the request."""
+        return 12 * self.max_input_chars + 65_536
