@@ -13,6 +13,7 @@ orders 1-4), so the corpus score is sacreBLEU's `_compute_score_from_stats` of t
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,15 @@ def _sacrebleu_bleu():
     from sacrebleu.metrics.bleu import BLEU
 
     return BLEU(lowercase=False, force=True, tokenize="none", smooth_method="exp")
+
+
+@lru_cache(maxsize=4)
+def _scorer_with_references(refs: tuple[tuple[str, ...], ...]):
+    """A sacreBLEU BLEU holding the pre-processed references (n-grams, lengths), so that several systems scored
+    against the same references pay for that once. Keyed by the normalized reference streams themselves."""
+    from sacrebleu.metrics.bleu import BLEU
+
+    return BLEU(lowercase=False, force=True, tokenize="none", smooth_method="exp", references=[list(r) for r in refs])
 
 
 def _sacrebleu_version() -> str:
@@ -48,8 +58,9 @@ class _BleuStats:
 
     def segment_stats(self, hyps: list[str], ref_streams: list[list[str]]) -> np.ndarray:
         hyps_n = [self.norm(h) for h in hyps]
-        refs_n = [[self.norm(r) for r in stream] for stream in ref_streams]
-        return np.array(self.scorer._extract_corpus_statistics(hyps_n, refs_n), dtype=np.int64)
+        refs_n = tuple(tuple(self.norm(r) for r in stream) for stream in ref_streams)
+        scorer = _scorer_with_references(refs_n)
+        return np.array(scorer._extract_corpus_statistics(hyps_n, None), dtype=np.int64)
 
     def score(self, totals: np.ndarray):
         return self.scorer._compute_score_from_stats([int(x) for x in totals])

@@ -125,6 +125,7 @@ def _parse_block(block: list[tuple[int, str]], path: str) -> M2Sentence:
         raise M2FormatError(f"{path}:{first_no}: empty source sentence")
     n_tokens = len(source.split())
     edits = []
+    seen: dict[tuple[int, int, str, int], int] = {}
     for number, line in block[1:]:
         if line.startswith("S ") or line == "S":
             raise M2FormatError(
@@ -132,7 +133,16 @@ def _parse_block(block: list[tuple[int, str]], path: str) -> M2Sentence:
             )
         if not line.startswith("A "):
             raise M2FormatError(f"{path}:{number}: expected an 'A ' edit line, got {line[:40]!r}")
-        edits.append(_parse_edit(line, number, n_tokens, path))
+        edit = _parse_edit(line, number, n_tokens, path)
+        if not edit.is_noop:
+            # Both scorers would count a repeated edit twice (the M2 scorer can then report P > 1).
+            key = (edit.start, edit.end, edit.correction, edit.coder)
+            if key in seen:
+                raise M2FormatError(
+                    f"{path}:{number}: duplicate edit (same span, correction and annotator as line {seen[key]})"
+                )
+            seen[key] = number
+        edits.append(edit)
     return M2Sentence(source=source, edits=tuple(edits), line=first_no)
 
 

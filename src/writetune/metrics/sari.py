@@ -33,7 +33,7 @@ def _tokenizer_13a():
     return Tokenizer13a()
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 18)
 def normalize(text: str, lowercase: bool = True, tokenizer: str = "13a") -> str:
     """EASSE's `normalize`: lowercase first, then tokenize (13a or none)."""
     if lowercase:
