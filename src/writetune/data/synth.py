@@ -4,7 +4,9 @@ Where real learner data is thin (no W&I, FCE, Lang-8 or NUCLE here), clean sente
 (corrupted, clean) training pairs. Seven error types are injected at word level: article, preposition, agreement,
 tense, spelling, word order and punctuation. The number of errors in a sentence is drawn as one Bernoulli trial per
 word with probability `rate` (so `rate` is the expected number of errors per word), optionally raised to
-`min_errors`. Every sentence gets its own random stream derived from the seed and the sentence's key, so the output
+`min_errors`. An edit that would give back an earlier state of the sentence (a comma inserted where one was just
+removed) is undone and another type is tried, so a reported error is always a change. Every sentence gets its own
+random stream derived from the seed and the sentence's key, so the output
 for a sentence does not depend on which other sentences are corrupted or in which order.
 """
 
@@ -36,6 +38,7 @@ _TENSE = {
     "gave": "gives", "come": "came", "came": "comes", "find": "found", "found": "finds", "know": "knew",
     "knew": "knows", "begin": "began", "began": "begins", "write": "wrote", "wrote": "writes",
 }  # fmt: skip
+_SINGULAR_DETERMINERS = {"a", "an", "this", "that", "each", "every", "another", "one"}
 _PUNCT = {",", ".", ";", ":", "!", "?"}
 _NOT_PLURAL_S = re.compile(r"(?:ss|us|is|ous|ics|'s)$")
 
@@ -126,11 +129,17 @@ class ErrorInjector:
         wanted = sum(rng.random() < self.rate for _ in range(n_words))
         wanted = max(wanted, self.min_errors) if n_words else 0
         applied: list[str] = []
+        seen = {_join(tokens)}
         for _ in range(wanted):
             for error_type in rng.sample(self.types, len(self.types)):
+                before = [_Token(t.text, t.space_before) for t in tokens]
                 if self._apply[error_type](tokens, rng):
-                    applied.append(error_type)
-                    break
+                    text = _join(tokens)
+                    if text not in seen:  # an edit that undoes an earlier one (or changes nothing) does not count
+                        seen.add(text)
+                        applied.append(error_type)
+                        break
+                    tokens[:] = before
         if not applied:
             return Injection(sentence, ())
         return Injection(_join(tokens), tuple(applied))
@@ -181,11 +190,25 @@ class ErrorInjector:
         plural = self._positions(
             tokens, lambda t: len(t) > 3 and t.isalpha() and t.islower() and t.endswith("s") and not _NOT_PLURAL_S.search(t)
         )
-        if not mapped and not plural:
+        # a noun after a singular determiner: "a village" -> "a villages"
+        after_singular = [
+            i + 1
+            for i in range(len(tokens) - 1)
+            if tokens[i].text.lower() in _SINGULAR_DETERMINERS
+            and tokens[i + 1].text.isalpha()
+            and tokens[i + 1].text.islower()
+            and not tokens[i + 1].text.endswith("s")
+        ]
+        if not mapped and not plural and not after_singular:
             return False
-        i = rng.choice(mapped + plural)
+        i = rng.choice(mapped + plural + after_singular)
         old = tokens[i].text
-        tokens[i].text = _match_case(_AGREEMENT[old.lower()], old) if old.lower() in _AGREEMENT else old[:-1]
+        if old.lower() in _AGREEMENT:
+            tokens[i].text = _match_case(_AGREEMENT[old.lower()], old)
+        elif i in after_singular:
+            tokens[i].text = old + "s"
+        else:
+            tokens[i].text = old[:-1]
         return True
 
     def _tense(self, tokens: list[_Token], rng: random.Random) -> bool:
