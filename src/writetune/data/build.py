@@ -198,8 +198,10 @@ def _with_base(path: Path, data: dict, chain: tuple[Path, ...] = ()) -> dict:
     parent = _with_base(base_path, _read_yaml_mapping(base_path), (*chain, path.resolve()))
     merged = {key: value for key, value in parent.items() if key not in ("base", "include_tasks", "exclude_tasks")}
 
-    def rebase(rel: object) -> object:  # paths in the base are relative to the base file
-        return os.path.relpath(base_path.parent / rel, path.parent.resolve()) if isinstance(rel, str) else rel
+    def rebase(rel: object) -> object:  # relative paths in the base are relative to the base file
+        if not isinstance(rel, str) or os.path.isabs(rel):
+            return rel
+        return os.path.relpath(base_path.parent / rel, path.parent.resolve())
 
     merged["data_dir"] = rebase(merged.get("data_dir"))
     if isinstance(merged.get("task_files"), list):
