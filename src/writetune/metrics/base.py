@@ -190,6 +190,10 @@ class Metric(ABC):
             return len(inputs.refs)
         return None
 
+    def stats_n_refs(self, stats: SegmentStats) -> int | None:
+        """Number of references (or annotators) behind collected statistics, for the signature."""
+        return stats.meta.get("n_refs")
+
     def check_inputs(self, inputs: Inputs) -> None:
         """Requirements that are specific to the metric (presence of source, references, gold)."""
         if self.needs_source and inputs.sources is None:
@@ -228,6 +232,8 @@ class Metric(ABC):
     ) -> Score:
         """Turn collected statistics into a `Score`, with a bootstrap interval when `bootstrap` > 0."""
         value, components = self.aggregate(stats)
+        if n_refs is None:
+            n_refs = self.stats_n_refs(stats)
         ci = None
         if bootstrap:
             from writetune.metrics.significance import bootstrap_ci

@@ -99,7 +99,9 @@ class Bleu(Metric):
         self.stats = _BleuStats(lowercase, tokenizer)
 
     def segment_stats(self, inputs: Inputs) -> SegmentStats:
-        return SegmentStats({"bleu": self.stats.segment_stats(inputs.hyps, inputs.refs)}, len(inputs.hyps))
+        return SegmentStats(
+            {"bleu": self.stats.segment_stats(inputs.hyps, inputs.refs)}, len(inputs.hyps), {"n_refs": len(inputs.refs)}
+        )
 
     def aggregate(self, stats: SegmentStats) -> tuple[float, dict[str, Any]]:
         result = self.stats.score(stats["bleu"].sum(axis=0))
@@ -164,6 +166,7 @@ class IBleu(Metric):
                 "self_bleu": self.stats.segment_stats(inputs.hyps, [inputs.sources]),
             },
             len(inputs.hyps),
+            {"n_refs": len(inputs.refs)},
         )
 
     def aggregate(self, stats: SegmentStats) -> tuple[float, dict[str, Any]]:

@@ -259,6 +259,9 @@ class ErrantF05(Metric):
                 valid[i, k] = True
         return SegmentStats({"cand": cand, "valid": valid}, len(per_sentence))
 
+    def stats_n_refs(self, stats: SegmentStats) -> int | None:
+        return int(stats["valid"].sum(axis=1).max(initial=0))
+
     def _totals(self, stats: SegmentStats) -> tuple[int, int, int]:
         cand, valid = stats["cand"], stats["valid"]
         if valid.sum(axis=1).max(initial=0) <= 1:

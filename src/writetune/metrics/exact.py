@@ -43,7 +43,7 @@ class ExactMatch(_ShareMetric):
         hit = [
             any(hyp.strip() == stream[i].strip() for stream in inputs.refs) for i, hyp in enumerate(inputs.hyps)
         ]
-        return SegmentStats({"hit": np.array(hit, dtype=np.int64)}, len(hit))
+        return SegmentStats({"hit": np.array(hit, dtype=np.int64)}, len(hit), {"n_refs": len(inputs.refs)})
 
     def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
         return self._signature(f"any-of-{n_refs}-refs", bootstrap, seed)

@@ -104,6 +104,9 @@ class Gleu(Metric):
         draws = reference_draws(n, n_refs, self.iterations)
         return SegmentStats({"per_ref": per_ref, "draws": draws}, n)
 
+    def stats_n_refs(self, stats: SegmentStats) -> int | None:
+        return int(stats["per_ref"].shape[1])
+
     @staticmethod
     def _drawn(stats: SegmentStats, iterations: slice | None = None) -> np.ndarray:
         """Statistics of each segment under each iteration's draw: shape (n, J, 10)."""

@@ -491,6 +491,9 @@ class M2Score(Metric):
                 valid[i, a] = True
         return SegmentStats({"cand": cand, "valid": valid}, len(per_sentence))
 
+    def stats_n_refs(self, stats: SegmentStats) -> int | None:
+        return int(stats["valid"].sum(axis=1).max(initial=0))
+
     def _totals(self, stats: SegmentStats) -> tuple[float, float, float]:
         cand, valid = stats["cand"], stats["valid"]
         if valid.sum(axis=1).max(initial=0) <= 1:

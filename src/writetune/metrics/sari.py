@@ -136,7 +136,7 @@ class Sari(Metric):
         for i, (src, hyp) in enumerate(zip(inputs.sources, inputs.hyps)):
             refs = [norm(stream[i]) for stream in inputs.refs]
             rows.append(segment_ngram_stats(norm(src), norm(hyp), refs).reshape(-1))
-        return SegmentStats({"ngrams": np.array(rows, dtype=np.int64)}, len(rows))
+        return SegmentStats({"ngrams": np.array(rows, dtype=np.int64)}, len(rows), {"n_refs": len(inputs.refs)})
 
     def _from_totals(self, totals: np.ndarray) -> np.ndarray:
         ops = operation_scores(totals.reshape(totals.shape[:-1] + (3, 3, NGRAM_ORDER)), self.use_f1_for_deletion)
