@@ -160,19 +160,31 @@ class AuthMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Reads a request body up to `limit` bytes before the app sees it; a larger one gets 413 unread."""
+    """Reads a request body up to `limit` bytes before the app sees it; a larger one gets 413 without being parsed.
+    The rest of an oversized body is read and dropped (up to `drain` bytes) so that the client, still sending,
+    receives the 413 instead of a reset connection; beyond that the connection is closed."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, drain: int = 64 << 20):
+        self.app, self.limit, self.drain = app, limit, drain
+
+    async def _refuse(self, receive, send, more_body: bool) -> None:
+        dropped = 0
+        while more_body and dropped <= self.drain:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            dropped += len(message.get("body", b""))
+            more_body = message.get("more_body", False)
+        await _send_json(send, 413, _error_payload(f"request body larger than {self.limit} bytes",
+                                                   "request_too_large"), {"Connection": "close"})
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        too_big = _error_payload(f"request body larger than {self.limit} bytes", "request_too_large")
         try:
             if declared is not None and int(declared) > self.limit:
-                return await _send_json(send, 413, too_big, {"Connection": "close"})
+                return await self._refuse(receive, send, True)
         except ValueError:
             return await _send_json(send, 400, _error_payload("invalid Content-Length", "bad_request"))
         chunks, size = [], 0
@@ -183,7 +195,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                return await _send_json(send, 413, too_big, {"Connection": "close"})
+                return await self._refuse(receive, send, message.get("more_body", False))
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -318,6 +330,9 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request, err: StarletteHTTPException):
+        if err.status_code == 400 and "parsing the body" in str(err.detail):  # FastAPI's words for undecodable bytes
+            return _error_response(400, "the request body is not valid JSON (it could not be decoded as UTF-8)",
+                                   code="invalid_json")
         return _error_response(err.status_code, str(err.detail), code="not_found" if err.status_code == 404 else None,
                                headers=getattr(err, "headers", None))
 
