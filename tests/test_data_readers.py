@@ -248,7 +248,7 @@ def test_undecodable_bytes_name_the_line(tmp_path):
         (read_turkcorpus_tsv, "1\ta" + "\tb" * 8 + "\n2\ta\tb\n", 2, "expected 10 tab-separated fields, found 3"),
         (read_mrpc_tsv, "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\ta\n", 2, "expected 5 tab-separated fields"),
         (read_mrpc_tsv, "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\nx\t1\t2\ta\tb\n", 2, "Quality must be 0 or 1"),
-        (read_mrpc_tsv, "1\t1\t2\ta\tb\n", 1, "expected the MRPC header"),
+        (read_mrpc_tsv, "1\t1\t2\ta\tb\n", 1, "expected the header line starting with 'Quality'"),
         (read_wnc_tsv, "1\ta\tb\tc\td\n", 1, "expected 7 tab-separated fields, found 5"),
         (read_stsb_csv, "a,b,4.5\nc,d\n", 2, "expected 3 comma-separated fields, found 2"),
         (read_stsb_csv, "a,b,4.5\nc,d,high\n", 2, "score is not a number"),

@@ -192,10 +192,24 @@ def read_wnc_pre_post(
     return read_parallel(pre, [post], task=task, origin=origin, tokenized=tokenized)
 
 
-def _tsv_rows(path: PathLike) -> Iterator[tuple[int, list[str]]]:
+def _tsv_rows(path: PathLike, n_fields: int, *, header: str | None = None) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of the non-blank lines; a line with another number of fields than `n_fields` is an
+    error. With `header`, the first non-blank line must start with it and is not yielded."""
+    expect_header = header is not None
     for number, line in enumerate(read_lines(path), start=1):
-        if line.strip():
-            yield number, line.split("\t")
+        if not line.strip():
+            continue
+        if expect_header:
+            if not line.startswith(header):
+                raise DataFormatError(path, number, f"expected the header line starting with '{header}'")
+            expect_header = False
+            continue
+        fields = line.split("\t")
+        if len(fields) != n_fields:
+            raise DataFormatError(path, number, f"expected {n_fields} tab-separated fields, found {len(fields)}")
+        yield number, fields
+    if expect_header:
+        raise DataFormatError(path, 1, f"expected the header line starting with '{header}'")
 
 
 def read_turkcorpus_tsv(
@@ -208,13 +222,10 @@ def read_turkcorpus_tsv(
 ) -> list[Example]:
     """TurkCorpus as one TSV without header: id, original, then `n_references` simplifications (the truecased
     `*.8turkers.organized.tsv` files, whose text still has spaces around brackets and commas)."""
-    expected = 2 + n_references
     origin = _origin(origin, path)
     name = Path(path).name
     examples = []
-    for number, fields in _tsv_rows(path):
-        if len(fields) != expected:
-            raise DataFormatError(path, number, f"expected {expected} tab-separated fields, found {len(fields)}")
+    for number, fields in _tsv_rows(path, 2 + n_references):
         source = fields[1].strip()
         refs = tuple(ref.strip() for ref in fields[2:] if ref.strip())
         if source and refs:
@@ -238,9 +249,7 @@ def read_wikisplit_tsv(
     origin = _origin(origin, path)
     name = Path(path).name
     examples = []
-    for number, fields in _tsv_rows(path):
-        if len(fields) != 2:
-            raise DataFormatError(path, number, f"expected 2 tab-separated fields, found {len(fields)}")
+    for number, fields in _tsv_rows(path, 2):
         long, parts = fields[0].strip(), " ".join(p.strip() for p in fields[1].split("<::::>"))
         if not long or not parts.strip():
             continue
@@ -259,15 +268,10 @@ def read_mrpc_tsv(
 ) -> list[Example]:
     """MRPC TSV with the header `Quality, #1 ID, #2 ID, #1 String, #2 String`; with `positive_only` (default) only
     the pairs judged equivalent (Quality 1) are kept. The first string is the source, the second the reference."""
-    rows = list(_tsv_rows(path))
-    if not rows or rows[0][1][0].strip() != "Quality":
-        raise DataFormatError(path, rows[0][0] if rows else 1, "expected the MRPC header line starting with 'Quality'")
     origin = _origin(origin, path)
     name = Path(path).name
     examples = []
-    for number, fields in rows[1:]:
-        if len(fields) != 5:
-            raise DataFormatError(path, number, f"expected 5 tab-separated fields, found {len(fields)}")
+    for number, fields in _tsv_rows(path, 5, header="Quality"):
         quality = fields[0].strip()
         if quality not in ("0", "1"):
             raise DataFormatError(path, number, f"Quality must be 0 or 1, found {quality!r}")
@@ -326,9 +330,7 @@ def read_wnc_tsv(
     origin = _origin(origin, path)
     name = Path(path).name
     examples = []
-    for number, fields in _tsv_rows(path):
-        if len(fields) != 7:
-            raise DataFormatError(path, number, f"expected 7 tab-separated fields, found {len(fields)}")
+    for number, fields in _tsv_rows(path, 7):
         source, target = fields[3].strip(), fields[4].strip()
         if source and target:
             examples.append(Example(task, source, (target,), origin, f"{name}:{number}", tokenized))
