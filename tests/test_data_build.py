@@ -196,6 +196,30 @@ def test_failing_build_leaves_no_output(tmp_path, data):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.parametrize(
+    "files, read, line, message",
+    [
+        ({"bad.jsonl": '{"instruction": "a", "output": "b"}\n{"instruction": \n'},
+         {"format": "jsonl", "path": "bad.jsonl"}, 2, "bad JSON"),
+        ({"bad.tsv": "a\tb\nc\td\te\n"}, {"format": "wikisplit_tsv", "path": "bad.tsv"}, 2, "tab-separated fields"),
+        ({"s": "a\nb\nc\n", "r": "A\nB\n"}, {"format": "parallel", "source": "s", "references": ["r"]}, 3, "line counts differ"),
+        ({"bad.m2": "S a b .\nA 0 1|||R|||c|||REQUIRED|||-NONE-|||0\n\nA 0 1|||R|||c|||REQUIRED|||-NONE-|||0\n"},
+         {"format": "m2", "path": "bad.m2"}, 4, "does not start with an 'S' line"),
+        ({"s": b"ok\n\xc3(\n", "r": "A\nB\n"}, {"format": "parallel", "source": "s", "references": ["r"]}, 2, "not valid UTF-8"),
+    ],
+)  # fmt: skip
+def test_malformed_input_stops_the_build_before_anything_is_written(tmp_path, data, files, read, line, message):
+    for rel, content in files.items():
+        (data / rel).write_bytes(content if isinstance(content, bytes) else content.encode())
+    bad_file = data / next(iter(files))  # the first file named is the one at fault
+    sources = recipe_dict()["sources"] + [{"name": "bad", "task": "generic", "read": read}]
+    out = tmp_path / "out"
+    with pytest.raises(DataFormatError) as err:
+        build_mix(write_recipe(tmp_path, data, sources=sources), out)
+    assert str(err.value).startswith(f"{bad_file}:{line}: ") and message in str(err.value)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_failing_build_keeps_an_existing_output(tmp_path, data):
     recipe = write_recipe(tmp_path, data)
     out = tmp_path / "out"
