@@ -142,7 +142,8 @@ def m2_counts(hyps, m2_text, **options):
 
 
 def test_m2_exact_correction():
-    counts, result = m2_counts(["He goes home ."], "S He go home .\nA 1 2|||R:VERB:SVA|||goes|||REQUIRED|||-NONE-|||0\n")
+    m2 = "S He go home .\nA 1 2|||R:VERB:SVA|||goes|||REQUIRED|||-NONE-|||0\n"
+    counts, result = m2_counts(["He goes home ."], m2)
     assert counts == (1, 1, 1)
     assert result.score == 100.0
 

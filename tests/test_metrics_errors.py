@@ -14,7 +14,10 @@ from writetune.metrics import (
     score_files,
 )
 
-GOOD_M2 = "S He go home .\nA 1 2|||R:VERB:SVA|||goes|||REQUIRED|||-NONE-|||0\n\nS It is fine .\nA -1 -1|||noop|||-NONE-|||REQUIRED|||-NONE-|||0\n"
+GOOD_M2 = (
+    "S He go home .\nA 1 2|||R:VERB:SVA|||goes|||REQUIRED|||-NONE-|||0\n\n"
+    "S It is fine .\nA -1 -1|||noop|||-NONE-|||REQUIRED|||-NONE-|||0\n"
+)
 
 
 def write(tmp_path, name, text):
@@ -88,7 +91,8 @@ def test_empty_hypothesis_lines_are_scored_not_rejected(tmp_path):
     ],
 )
 def test_malformed_m2_lines_name_file_and_line(tmp_path, bad_line, message):
-    path = write(tmp_path, "gold.m2", f"S He go home .\nA 1 2|||R:VERB:SVA|||goes|||REQUIRED|||-NONE-|||0\n{bad_line}\n")
+    first = "S He go home .\nA 1 2|||R:VERB:SVA|||goes|||REQUIRED|||-NONE-|||0\n"
+    path = write(tmp_path, "gold.m2", f"{first}{bad_line}\n")
     with pytest.raises(M2FormatError) as err:
         read_m2(path)
     assert str(err.value).startswith(f"{path}:3: ")

@@ -1,4 +1,5 @@
-"""Shared machinery of the metrics: the `Score` result, per-segment statistics, the `Metric` base class and input errors.
+"""Shared machinery of the metrics: the `Score` result, per-segment statistics, the `Metric` base class and input
+errors.
 
 Every metric follows sacreBLEU's shape: it turns each segment into sufficient statistics (`SegmentStats`, numpy
 arrays whose first axis is the segment) and aggregates collected statistics into a corpus score. Bootstrap
@@ -295,7 +296,8 @@ def make_inputs(
                     raise MetricInputError(f"{label}:{i + 1}: empty reference segment")
             ref_list.append(stream)
     if gold is not None and len(gold) != n:
-        raise MetricInputError(f"{hyp_label}: has {n} segments but {gold.path} has {len(gold)} sentences")
+        gold_label = getattr(gold, "path", "the gold M2 document")
+        raise MetricInputError(f"{hyp_label}: has {n} segments but {gold_label} has {len(gold)} sentences")
     return Inputs(hyps=hyps, sources=src_list, refs=ref_list, gold=gold)
 
 

@@ -398,7 +398,11 @@ def choose_annotators(cand: np.ndarray, valid: np.ndarray, beta: float) -> tuple
             c, p, g = (float(x) for x in cand[i, a])
             lc, lp, lg = sc + c, sp + p, sg + g
             f = _comp_f(lc, lp, lg, beta)
-            if f_max < f or (f_max == f and c_max < lc) or (f_max == f and c_max == lc and p_min + b2 * g_min > lp + b2 * lg):
+            if (
+                f_max < f
+                or (f_max == f and c_max < lc)
+                or (f_max == f and c_max == lc and p_min + b2 * g_min > lp + b2 * lg)
+            ):
                 f_max, c_max, p_min, g_min = f, lc, lp, lg
                 add = (c, p, g)
         sc += add[0]

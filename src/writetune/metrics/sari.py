@@ -63,8 +63,9 @@ def segment_ngram_stats(source: str, system: str, references: list[str]) -> np.n
     sys_ngrams = extract_ngrams(system.split())
     refs_ngrams = [Counter() for _ in range(NGRAM_ORDER)]
     for ref in references:
-        for n, grams in enumerate(extract_ngrams(ref.split())):
-            refs_ngrams[n].update(grams)
+        tokens = ref.split()
+        for n in range(NGRAM_ORDER):
+            refs_ngrams[n].update(zip(*(tokens[i:] for i in range(n + 1))))
     num_refs = len(references)
     for n in range(NGRAM_ORDER):
         src, hyp, refs = src_ngrams[n], sys_ngrams[n], refs_ngrams[n]

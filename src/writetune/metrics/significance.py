@@ -28,7 +28,9 @@ def _chunk_rows(n: int) -> int:
     return max(1, _CELLS_PER_CHUNK // max(n, 1))
 
 
-def bootstrap_scores(metric: Metric, stats: SegmentStats, n_samples: int = 1000, seed: int = DEFAULT_SEED) -> np.ndarray:
+def bootstrap_scores(
+    metric: Metric, stats: SegmentStats, n_samples: int = 1000, seed: int = DEFAULT_SEED
+) -> np.ndarray:
     """Corpus scores of `n_samples` bootstrap resamples of the segments."""
     if n_samples < 1:
         raise ValueError(f"bootstrap: the number of samples must be >= 1, got {n_samples}")
