@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from writetune.data.errors import DataError, DataFormatError, MissingDataError
+from writetune.data.m2format import parse_m2
 from writetune.data.tokenization import detokenize
 
 __all__ = [
@@ -48,28 +50,6 @@ PathLike = str | os.PathLike
 # STS-B scores run 0-5; 4 is "mostly equivalent, but some unimportant details differ" and 5 "completely
 # equivalent". A pair counts as a paraphrase from 4.0 up (train: 1,406 of 5,749 pairs; dev: 264 of 1,500).
 STSB_PARAPHRASE_THRESHOLD = 4.0
-
-
-class DataError(ValueError):
-    """Input data that cannot be used."""
-
-
-class MissingDataError(DataError):
-    """A data file that does not exist; the message names it."""
-
-    def __init__(self, path: PathLike, what: str = "data file"):
-        self.path = Path(path)
-        super().__init__(f"{path}: {what} not found")
-
-
-class DataFormatError(DataError):
-    """A malformed data file; the message is `path:line: what is wrong` (line 0 when no line applies)."""
-
-    def __init__(self, path: PathLike, line: int, message: str):
-        self.path = Path(path)
-        self.line = line
-        self.problem = message
-        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
 
 
 @dataclass(frozen=True)
@@ -360,68 +340,31 @@ def read_m2(
     path: PathLike, *, task: str = "grammaticality", origin: str | None = None, tokenized: bool = True
 ) -> list[Example]:
     """An M2 file (CoNLL-2014, BEA-2019, CWEB, JFLEG's converted M2): blocks of one `S` line and `A` edit lines,
-    separated by blank lines. The corrected text of every annotator is rebuilt from its edits (`noop`, `UNK` and
-    `Um` edits change nothing; `-NONE-` is an empty correction), giving one reference per annotator in annotator-id
-    order. The number of annotators is the highest annotator id in the file plus one; an annotator without an `A`
-    line in a block left that sentence unchanged."""
-    lines = read_lines(path)
+    separated by blank lines, parsed by `m2format.parse_m2`. The corrected text of every annotator is rebuilt from
+    its edits (`noop`, `UNK` and `Um` edits change nothing; `-NONE-` is an empty correction), giving one reference
+    per annotator in annotator-id order. The number of annotators is the highest annotator id in the file plus one;
+    an annotator without an `A` line in a block left that sentence unchanged. Spans past the sentence end are
+    clamped to it (JFLEG's converted M2 has them) and repeated edits are kept; an empty file gives no examples."""
+    text = read_text(path)
+    if not text.strip():
+        return []
+    document = parse_m2(text, path, past_end="clamp", duplicates="keep")
     origin = _origin(origin, path)
     name = Path(path).name
-    parsed: list[tuple[int, str, dict[int, list[tuple[int, int, str]]]]] = []
-    block: list[tuple[int, str]] = []
-
-    def finish() -> None:
-        if not block:
-            return
-        first_number, first = block[0]
-        if not first.startswith("S"):
-            raise DataFormatError(path, first_number, "M2 block does not start with an 'S' line")
-        source = first[1:].strip()
-        n_tokens = len(source.split())
-        per_annotator: dict[int, list[tuple[int, int, str]]] = {}
-        for number, line in block[1:]:
-            if line.startswith("S"):
-                raise DataFormatError(path, number, "second 'S' line in one M2 block (missing blank line?)")
-            if not line.startswith("A"):
-                raise DataFormatError(path, number, "M2 line is neither an 'S' nor an 'A' line")
-            fields = line[1:].strip().split("|||")
-            if len(fields) < 6:
-                raise DataFormatError(path, number, f"M2 'A' line has {len(fields)} '|||' fields, expected 6")
-            span = fields[0].split()
-            try:
-                start, end = int(span[0]), int(span[1])
-                annotator = int(fields[5])
-            except (ValueError, IndexError):
-                raise DataFormatError(path, number, "M2 'A' line needs 'start end' and an integer annotator id") from None
-            if annotator < 0:
-                raise DataFormatError(path, number, f"negative annotator id {annotator}")
-            edits = per_annotator.setdefault(annotator, [])
-            if fields[1] in _SKIP_TYPES or start < 0:
-                continue
-            if start > end:
-                raise DataFormatError(path, number, f"edit span {start} {end} ends before it starts")
-            # JFLEG's (unofficial) converted M2 has spans past the last token where its tokenization differs from
-            # the S line's; they are edits at the sentence end, so they are clamped to it
-            start, end = min(start, n_tokens), min(end, n_tokens)
-            correction = "" if fields[2].strip() == "-NONE-" else fields[2]
-            edits.append((start, end, correction))
-        parsed.append((first_number, source, per_annotator))
-
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            block.append((number, line.rstrip()))
-        else:
-            finish()
-            block = []
-    finish()
     # an annotator who made no edit in a block may be left out of it (JFLEG's M2 does this), so every block gets
     # one reference per annotator id seen anywhere in the file
-    n_annotators = 1 + max((a for _, _, per in parsed for a in per), default=0)
+    n_annotators = 1 + max((edit.coder for sentence in document for edit in sentence.edits), default=0)
     examples = []
-    for number, source, per_annotator in parsed:
-        tokens = source.split()
+    for sentence in document:
+        per_annotator: dict[int, list[tuple[int, int, str]]] = {}
+        for edit in sentence.edits:
+            if edit.type in _SKIP_TYPES or edit.start < 0:
+                continue
+            correction = "" if edit.correction.strip() == "-NONE-" else edit.correction
+            per_annotator.setdefault(edit.coder, []).append((edit.start, edit.end, correction))
+        tokens = sentence.tokens
         refs = tuple(_apply_edits(tokens, per_annotator.get(a, [])) for a in range(n_annotators))
-        examples.append(Example(task, source, refs, origin, f"{name}:{number}", tokenized))
+        examples.append(Example(task, sentence.source, refs, origin, f"{name}:{sentence.line}", tokenized))
     return examples
 
 

