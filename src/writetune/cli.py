@@ -200,6 +200,47 @@ def serve(
     run_server(settings, engine)
 
 
+@app.command()
+def train(
+    recipe: Annotated[str, typer.Argument(help="Training recipe YAML, e.g. configs/train-lora-quick.yaml.")],
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's latest checkpoint.")] = False,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a recipe key, e.g. --set optimizer.lr=1e-4.")
+    ] = None,
+):
+    """Instruction-tune a model on a mix (LoRA or full); run under `accelerate launch` for several processes."""
+    from writetune.train.loop import train as run_training
+    from writetune.train.recipe import load_recipe
+
+    with user_errors():
+        result = run_training(load_recipe(recipe, overrides or []), resume=resume,
+                              log=lambda message: err_console.print(message, highlight=False, markup=False))
+    if int(os.environ.get("RANK", "0")) == 0:
+        console.print(f"{result.steps} steps in {result.wall_s:.0f} s ({result.tokens_per_s:,.0f} tokens/s); "
+                      f"model in {result.run_dir / 'model'}", highlight=False)
+
+
+@app.command()
+def export(
+    source: Annotated[str, typer.Argument(help="Run directory, adapter or model directory.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output directory (merged) or .gguf file (gguf).")],
+    to: Annotated[str, typer.Option("--format", help="merged (safetensors) or gguf.")] = "merged",
+    dtype: Annotated[str | None, typer.Option(help="merged: float32|bfloat16|float16; gguf: f32|f16|bf16.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
+):
+    """Merge a LoRA adapter into its base and save it (safetensors + tokenizer + prompt format), or write GGUF."""
+    from writetune.train.export import export_gguf, export_merged
+
+    with user_errors():
+        if to == "merged":
+            path = export_merged(source, out, dtype=dtype or "float32", overwrite=force)
+        elif to == "gguf":
+            path = export_gguf(source, out, dtype=dtype or "f16", overwrite=force)
+        else:
+            raise ValueError(f"unknown export format '{to}' (expected merged or gguf)")
+    console.print(f"wrote {path}", highlight=False)
+
+
 def main():
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' per-tensor loading bars are noise here
     app()

@@ -1,0 +1,154 @@
+"""Checkpoints of a training run: written atomically, the last K kept, everything needed to continue exactly.
+
+A checkpoint `checkpoints/step-N/` holds the trainable weights as a loadable model (`model/`: a PEFT adapter or full
+weights, with tokenizer and prompt_format.json), the optimizer and scheduler state, every process's RNG state
+(`rng-rank{r}.pt`: Python, NumPy, torch CPU and CUDA) and `state.json` (step, epoch, tokens seen, and the
+fingerprint of the data-order plan). It is written into `checkpoints/.tmp-step-N/` and renamed into place, so a run
+killed while saving leaves either the whole checkpoint or none; stale temporary directories are removed on the next
+start. Under FSDP the model and optimizer go through `accelerator.save_state` (sharded), inside the same rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+STEP_DIR = re.compile(r"^step-(\d+)$")
+STATE_FILE = "state.json"
+
+
+def checkpoint_root(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints, oldest first."""
+    root = checkpoint_root(run_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = STEP_DIR.match(child.name)
+        if match and child.is_dir() and (child / STATE_FILE).is_file():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def remove_stale(run_dir: str | Path) -> list[Path]:
+    """Delete temporary directories left by a run killed while saving."""
+    root = checkpoint_root(run_dir)
+    removed = []
+    if root.is_dir():
+        for child in root.iterdir():
+            if child.name.startswith(".tmp-"):
+                shutil.rmtree(child, ignore_errors=True)
+                removed.append(child)
+    return removed
+
+
+def prune(run_dir: str | Path, keep_last: int) -> list[Path]:
+    """Delete all but the newest `keep_last` checkpoints."""
+    found = list_checkpoints(run_dir)
+    doomed = [path for _, path in found[:-keep_last]] if keep_last > 0 else []
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+    return doomed
+
+
+def rng_state() -> dict:
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _fsync_tree(path: Path) -> None:
+    for child in path.rglob("*"):
+        if child.is_file():
+            with open(child, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+class CheckpointWriter:
+    """Writes `step-N` atomically from every process of a run; `write_model` is called on the main process only
+    (or on all under FSDP, where saving is collective)."""
+
+    def __init__(self, run_dir: str | Path, keep_last: int, accelerator=None):
+        self.root = checkpoint_root(run_dir)
+        self.run_dir = Path(run_dir)
+        self.keep_last = keep_last
+        self.acc = accelerator
+
+    def _barrier(self) -> None:
+        if self.acc is not None:
+            self.acc.wait_for_everyone()
+
+    @property
+    def _main(self) -> bool:
+        return self.acc is None or self.acc.is_main_process
+
+    @property
+    def _rank(self) -> int:
+        return 0 if self.acc is None else self.acc.process_index
+
+    def save(self, step: int, state: dict, write_model, write_optim, sharded: bool = False) -> Path:
+        """`write_model(dir)` and `write_optim(dir)` write the model and optimizer/scheduler state into `dir`."""
+        import torch
+
+        tmp = self.root / f".tmp-step-{step}"
+        final = self.root / f"step-{step}"
+        if self._main:
+            self.root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+        self._barrier()
+        torch.save(rng_state(), tmp / f"rng-rank{self._rank}.pt")
+        if sharded or self._main:
+            write_model(tmp)
+            write_optim(tmp)
+        self._barrier()
+        if self._main:
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+            _fsync_tree(tmp)
+            if final.exists():  # a checkpoint of this step from an earlier attempt: replace it
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            prune(self.run_dir, self.keep_last)
+        self._barrier()
+        return final
+
+
+def read_state(checkpoint: str | Path) -> dict:
+    return json.loads((Path(checkpoint) / STATE_FILE).read_text())
+
+
+def load_rng(checkpoint: str | Path, rank: int) -> None:
+    import torch
+
+    path = Path(checkpoint) / f"rng-rank{rank}.pt"
+    if not path.is_file():
+        raise ValueError(f"{path}: missing; the checkpoint was written by a run with fewer processes")
+    set_rng_state(torch.load(path, weights_only=False))

@@ -1,0 +1,249 @@
+"""From mix records to packed training rows: tokenise through `writetune.prompt`, mask the loss by construction,
+pack several examples into one padding-free row, and plan which rows make each optimizer step.
+
+An example is the prompt's token ids followed by the response's: the two parts are rendered and tokenised
+separately (exactly as generation encodes a prompt and then produces the answer), so the boundary between "ignored"
+and "trained" is known without looking for any template string. The response ends with the format's end-of-turn
+token (plus the tokenizer's EOS when the end-of-turn marker is not a stop token), so the tuned model learns to stop.
+
+A packed row concatenates examples with per-example position ids (each restarts at 0) and `cu_seq_lens`, the
+cumulative example lengths that the varlen attention in `attention.py` uses to keep examples from attending to each
+other. Only positions that predict a response token are sent through the LM head (`target_positions`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from writetune.prompt import PromptFormat, stop_token_ids, token_ids
+
+IGNORE_INDEX = -100
+RECORD_KEYS = ("instruction", "input", "output")
+
+
+class DataFileError(ValueError):
+    """A mix file that cannot be used for training; the message is `file:line: what is wrong`."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One mix record as `writetune data build` writes it."""
+
+    id: str
+    task: str
+    instruction: str
+    input: str
+    output: str
+    references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    """Prompt ids then response ids; only the response is trained."""
+
+    ids: tuple[int, ...]
+    n_prompt: int
+    task: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_response(self) -> int:
+        return len(self.ids) - self.n_prompt
+
+    def labels(self) -> list[int]:
+        """Hugging Face convention (unshifted): IGNORE_INDEX on the prompt, the token itself on the response."""
+        return [IGNORE_INDEX] * self.n_prompt + list(self.ids[self.n_prompt:])
+
+
+def read_records(path: str | Path) -> list[Record]:
+    """Read a mix jsonl file (keys id, task, instruction, input, output; dev records also references)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such mix file (build one with `writetune data build RECIPE -o DIR`)")
+    records = []
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataFileError(f"{path}:{number}: not valid JSON: {err.msg}") from None
+            if not isinstance(row, dict):
+                raise DataFileError(f"{path}:{number}: expected a JSON object")
+            for key in RECORD_KEYS:
+                if not isinstance(row.get(key, "" if key == "input" else None), str):
+                    raise DataFileError(f"{path}:{number}: key '{key}' must be a string")
+            if not row["output"].strip():
+                raise DataFileError(f"{path}:{number}: empty output")
+            refs = row.get("references") or [row["output"]]
+            records.append(Record(id=str(row.get("id", number)), task=str(row.get("task", "generic")),
+                                  instruction=row["instruction"], input=row.get("input", ""),
+                                  output=row["output"], references=tuple(refs)))
+    if not records:
+        raise DataFileError(f"{path}: no records")
+    return records
+
+
+def tokenize_example(tokenizer, fmt: PromptFormat, instruction: str, input_text: str, output: str,
+                     task: str = "") -> TokenizedExample:
+    """Render with the one renderer and tokenise prompt and response separately (masking by construction)."""
+    prompt = token_ids(tokenizer, fmt.render_prompt(instruction, input_text))
+    response = token_ids(tokenizer, fmt.render_response(output))
+    stops = stop_token_ids(tokenizer, fmt)
+    if not response or response[-1] not in stops:
+        if tokenizer.eos_token_id is None:
+            raise ValueError(f"prompt format '{fmt.name}': its end-of-turn marker {fmt.end_of_turn!r} is not a "
+                             "single stop token and the tokenizer has no EOS token to end a response with")
+        response = response + [tokenizer.eos_token_id]
+    return TokenizedExample(ids=tuple(prompt + response), n_prompt=len(prompt), task=task)
+
+
+def tokenize_records(tokenizer, fmt: PromptFormat, records: Sequence[Record]) -> list[TokenizedExample]:
+    return [tokenize_example(tokenizer, fmt, r.instruction, r.input, r.output, r.task) for r in records]
+
+
+@dataclass
+class PackedBatch:
+    """One padding-free row of several examples (tensors have batch dimension 1)."""
+
+    input_ids: object  # LongTensor [1, L]
+    position_ids: object  # LongTensor [1, L], restarting at 0 for every example
+    labels: object  # LongTensor [1, L], IGNORE_INDEX outside responses (unshifted)
+    target_positions: object  # LongTensor [N]: positions whose next token is a response token
+    targets: object  # LongTensor [N]: that next token
+    cu_seq_lens: object  # IntTensor [n_examples + 1]
+    max_length: int
+    n_examples: int
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.input_ids.shape[1])
+
+    @property
+    def n_targets(self) -> int:
+        return int(self.targets.shape[0])
+
+    def to(self, device) -> "PackedBatch":
+        for name in ("input_ids", "position_ids", "labels", "target_positions", "targets", "cu_seq_lens"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    def model_kwargs(self) -> dict:
+        """Keyword arguments for a transformers causal LM forward (varlen attention + LM head on targets only)."""
+        return dict(input_ids=self.input_ids, position_ids=self.position_ids, use_cache=False,
+                    cu_seq_lens_q=self.cu_seq_lens, cu_seq_lens_k=self.cu_seq_lens,
+                    max_length_q=self.max_length, max_length_k=self.max_length,
+                    logits_to_keep=self.target_positions)
+
+
+def collate(examples: Sequence[TokenizedExample]) -> PackedBatch:
+    """Pack examples into one row. Example i's response token t is predicted at the position just before it, inside
+    the same example, so no target ever crosses an example boundary."""
+    import torch
+
+    ids, positions, labels, target_positions, targets, cu = [], [], [], [], [], [0]
+    for ex in examples:
+        offset = len(ids)
+        ids.extend(ex.ids)
+        positions.extend(range(len(ex)))
+        labels.extend(ex.labels())
+        target_positions.extend(range(offset + ex.n_prompt - 1, offset + len(ex) - 1))
+        targets.extend(ex.ids[ex.n_prompt:])
+        cu.append(len(ids))
+    return PackedBatch(
+        input_ids=torch.tensor([ids], dtype=torch.long),
+        position_ids=torch.tensor([positions], dtype=torch.long),
+        labels=torch.tensor([labels], dtype=torch.long),
+        target_positions=torch.tensor(target_positions, dtype=torch.long),
+        targets=torch.tensor(targets, dtype=torch.long),
+        cu_seq_lens=torch.tensor(cu, dtype=torch.int32),
+        max_length=max((len(ex) for ex in examples), default=0),
+        n_examples=len(examples),
+    )
+
+
+def pack(order: Sequence[int], lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Greedy in-order packing: fill a row with examples in `order` until the next one would exceed `budget`."""
+    rows: list[list[int]] = []
+    row: list[int] = []
+    used = 0
+    for index in order:
+        n = lengths[index]
+        if n > budget:
+            raise ValueError(f"example {index} has {n} tokens, more than the row budget of {budget}")
+        if row and used + n > budget:
+            rows.append(row)
+            row, used = [], 0
+        row.append(index)
+        used += n
+    if row:
+        rows.append(row)
+    return rows
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """The data order of a whole run: which packed rows every process uses in every optimizer step.
+
+    Epoch e shuffles the examples with a generator seeded by (seed, e) and packs them in that order; the rows of
+    all epochs form one stream, and step s takes the next `world_size * grad_accum` rows (row `g` of process `r` is
+    stream row `s * world * accum + r * accum + g`). The plan is a pure function of the seed, the example lengths and
+    the batch shape, so a resumed run only needs the step number to continue with the same data.
+    """
+
+    steps: list[list[list[int]]]  # steps[s][r * accum + g] = example indices of that row
+    world_size: int
+    grad_accum: int
+    epoch_of_step: list[float]
+
+    def rows_for(self, step: int, rank: int) -> list[list[int]]:
+        start = rank * self.grad_accum
+        return self.steps[step][start:start + self.grad_accum]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(json.dumps([self.world_size, self.grad_accum, self.steps]).encode())
+        return digest.hexdigest()[:16]
+
+
+def plan_steps(lengths: Sequence[int], *, budget: int, seed: int, world_size: int = 1, grad_accum: int = 1,
+               epochs: float = 1.0, max_steps: int | None = None) -> StepPlan:
+    """Plan `max_steps` steps, or as many whole steps as `epochs` passes over the data give (at least one)."""
+    rows_per_step = world_size * grad_accum
+    n = len(lengths)
+    if n == 0:
+        raise ValueError("no training examples")
+    stream: list[list[int]] = []
+    stream_epoch: list[float] = []
+    epoch = 0
+    while True:
+        rng = np.random.default_rng([seed, epoch])
+        rows = pack(rng.permutation(n).tolist(), lengths, budget)
+        if max_steps is None and epoch + 1 > epochs:  # the fractional last epoch
+            rows = rows[: int(round((epochs - epoch) * len(rows)))]
+        stream.extend(rows)
+        stream_epoch.extend(epoch + (i + 1) / len(rows) for i in range(len(rows)))
+        epoch += 1
+        if max_steps is not None:
+            if len(stream) >= max_steps * rows_per_step:
+                break
+        elif epoch >= epochs:
+            break
+    n_steps = max_steps if max_steps is not None else max(1, len(stream) // rows_per_step)
+    if len(stream) < n_steps * rows_per_step:  # tiny data and many processes: repeat the stream
+        stream = (stream * (n_steps * rows_per_step // len(stream) + 1))
+        stream_epoch = (stream_epoch * (n_steps * rows_per_step // len(stream_epoch) + 1))
+    steps = [stream[s * rows_per_step:(s + 1) * rows_per_step] for s in range(n_steps)]
+    epoch_of_step = [stream_epoch[(s + 1) * rows_per_step - 1] for s in range(n_steps)]
+    return StepPlan(steps=steps, world_size=world_size, grad_accum=grad_accum, epoch_of_step=epoch_of_step)

@@ -1,0 +1,246 @@
+"""Export a trained model: LoRA merged into its base and saved as safetensors with the tokenizer and the prompt
+template, or written as a GGUF file that llama.cpp and transformers' GGUF loader read back.
+
+The GGUF writer covers the LLaMA architecture with a byte-level BPE tokenizer (SmolLM2, Llama 3, Qwen-style vocab),
+the combination of the embedded model. It writes llama.cpp's metadata keys, the vocabulary with token types and
+merges, the chat template, and the weights under llama.cpp's tensor names, with the query and key projections
+permuted into llama.cpp's rotary layout (transformers' loader undoes exactly that permutation). 1-D tensors
+(norms) stay float32 as llama.cpp requires; matrices are f32, f16 or bf16. The prompt format is also stored under
+the key `writetune.prompt_format`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+GGUF_DTYPES = ("f32", "f16", "bf16")
+
+
+class ExportError(ValueError):
+    """A model that cannot be exported as asked; the message says why."""
+
+
+def _load_merged(source: str):
+    """Load any model spec (run dir, adapter, model dir) in float32 and merge a LoRA adapter into its base."""
+    from writetune.models import load_model
+    from writetune.train import attention
+
+    loaded = load_model(source, dtype="float32")
+    model = loaded.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    attention.use_sdpa(model)
+    model.eval()
+    loaded.model = model
+    return loaded
+
+
+def _atomic_dir(target: Path, overwrite: bool) -> Path:
+    occupied = (target.is_dir() and any(target.iterdir())) or (target.exists() and not target.is_dir())
+    if occupied and not overwrite:
+        raise ExportError(f"{target}: exists and is not empty (pass overwrite / --force to replace it)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+
+
+def export_merged(source: str, out_dir: str | os.PathLike, *, dtype: str = "float32",
+                  overwrite: bool = False) -> Path:
+    """Merge (if an adapter) and save `source` as a standalone model directory: safetensors weights, tokenizer and
+    prompt_format.json, written to a temporary directory and renamed into place."""
+    import torch
+
+    from writetune.prompt import save_prompt_format
+
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in dtypes:
+        raise ExportError(f"unknown dtype '{dtype}' (expected one of {', '.join(dtypes)})")
+    target = Path(out_dir)
+    tmp = _atomic_dir(target, overwrite)
+    try:
+        loaded = _load_merged(source)
+        loaded.model.to(dtypes[dtype])
+        loaded.model.save_pretrained(tmp, safe_serialization=True)
+        loaded.tokenizer.save_pretrained(tmp)
+        save_prompt_format(loaded.prompt_format, tmp)
+        tmp.chmod(0o755)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _permute(weights, n_head: int):
+    """llama.cpp's `LlamaModel.permute` (convert_hf_to_gguf.py): HF rotary halves -> interleaved pairs."""
+    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+            .swapaxes(1, 2).reshape(weights.shape))
+
+
+def _tensor_name(hf_name: str) -> str | None:
+    parts = hf_name.split(".")
+    if hf_name == "model.embed_tokens.weight":
+        return "token_embd.weight"
+    if hf_name == "model.norm.weight":
+        return "output_norm.weight"
+    if hf_name == "lm_head.weight":
+        return "output.weight"
+    if hf_name.startswith("model.layers."):
+        block = parts[2]
+        rest = ".".join(parts[3:])
+        table = {
+            "input_layernorm.weight": "attn_norm.weight",
+            "post_attention_layernorm.weight": "ffn_norm.weight",
+            "self_attn.q_proj.weight": "attn_q.weight",
+            "self_attn.k_proj.weight": "attn_k.weight",
+            "self_attn.v_proj.weight": "attn_v.weight",
+            "self_attn.o_proj.weight": "attn_output.weight",
+            "mlp.gate_proj.weight": "ffn_gate.weight",
+            "mlp.up_proj.weight": "ffn_up.weight",
+            "mlp.down_proj.weight": "ffn_down.weight",
+        }
+        if rest in table:
+            return f"blk.{block}.{table[rest]}"
+    return None
+
+
+def _vocabulary(tokenizer, vocab_size: int):
+    """Tokens, token types and merges of a byte-level BPE tokenizer, padded to the model's vocabulary size."""
+    import gguf
+
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    model = spec.get("model", {})
+    pre = spec.get("pre_tokenizer") or {}
+    pre_types = {pre.get("type")} | {p.get("type") for p in pre.get("pretokenizers", []) or []}
+    if model.get("type") != "BPE" or "ByteLevel" not in pre_types:
+        raise ExportError("GGUF export supports byte-level BPE tokenizers (GPT-2 style, as SmolLM2, Llama 3 and "
+                          f"Qwen use); this tokenizer is {model.get('type')} with pre-tokenizer "
+                          f"{sorted(t for t in pre_types if t)}")
+    vocab = tokenizer.get_vocab()
+    if len(vocab) > vocab_size:
+        raise ExportError(f"the tokenizer has {len(vocab)} tokens but the model only {vocab_size} embeddings")
+    tokens = [f"[PAD{i}]" for i in range(vocab_size)]
+    types = [gguf.TokenType.UNUSED] * vocab_size
+    for token, index in vocab.items():
+        tokens[index] = token
+        types[index] = gguf.TokenType.NORMAL
+    for index, added in tokenizer.added_tokens_decoder.items():
+        if index < vocab_size:
+            types[index] = gguf.TokenType.CONTROL if added.special else gguf.TokenType.USER_DEFINED
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    return tokens, [int(t) for t in types], merges
+
+
+def _pre_tokenizer_name(loaded) -> str:
+    """The llama.cpp pre-tokenizer name: the base GGUF's when the model came from one, else 'default'."""
+    resolved = loaded.resolved.base or loaded.resolved
+    marker = Path(resolved.path) / "writetune_source.json"
+    if marker.is_file():
+        try:
+            import gguf
+
+            source = json.loads(marker.read_text())["gguf"]
+            field = gguf.GGUFReader(source).fields.get("tokenizer.ggml.pre")
+            if field is not None:
+                return str(field.contents())
+        except (OSError, KeyError, ValueError):
+            pass
+    return "default"
+
+
+def export_gguf(source: str, out_file: str | os.PathLike, *, dtype: str = "f16", overwrite: bool = False) -> Path:
+    """Write `source` (merged first if an adapter) as a GGUF file of the LLaMA architecture."""
+    import gguf
+    import numpy as np
+    import torch
+
+    if dtype not in GGUF_DTYPES:
+        raise ExportError(f"unknown GGUF dtype '{dtype}' (expected one of {', '.join(GGUF_DTYPES)})")
+    target = Path(out_file)
+    if target.suffix != ".gguf":
+        raise ExportError(f"{target}: a GGUF file name must end in .gguf")
+    if target.exists() and not overwrite:
+        raise ExportError(f"{target}: exists (pass overwrite / --force to replace it)")
+    loaded = _load_merged(source)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    config = model.config
+    if config.model_type != "llama":
+        raise ExportError(f"GGUF export supports the llama architecture; this model is '{config.model_type}'")
+    rope = getattr(config, "rope_parameters", None) or {}
+    if rope.get("rope_type", "default") != "default":
+        raise ExportError(f"GGUF export supports plain RoPE; this model uses {rope.get('rope_type')} scaling")
+    rope_theta = rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))
+    n_head, n_kv = config.num_attention_heads, config.num_key_value_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
+    tokens, types, merges = _vocabulary(tokenizer, config.vocab_size)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        writer = gguf.GGUFWriter(tmp, "llama")
+        writer.add_type(gguf.GGUFType.MODEL)
+        writer.add_name(Path(str(loaded.resolved.spec)).name or "writetune-model")
+        writer.add_context_length(config.max_position_embeddings)
+        writer.add_embedding_length(config.hidden_size)
+        writer.add_block_count(config.num_hidden_layers)
+        writer.add_feed_forward_length(config.intermediate_size)
+        writer.add_head_count(n_head)
+        writer.add_head_count_kv(n_kv)
+        writer.add_rope_freq_base(float(rope_theta))
+        writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+        writer.add_vocab_size(config.vocab_size)
+        writer.add_rope_dimension_count(head_dim)
+        if head_dim != config.hidden_size // n_head:
+            writer.add_key_length(head_dim)
+            writer.add_value_length(head_dim)
+        file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
+                     "bf16": gguf.LlamaFileType.MOSTLY_BF16}[dtype]
+        writer.add_file_type(int(file_type))
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre(_pre_tokenizer_name(loaded))
+        writer.add_token_list(tokens)
+        writer.add_token_types(types)
+        writer.add_token_merges(merges)
+        for key, token_id in (("bos", tokenizer.bos_token_id), ("eos", tokenizer.eos_token_id),
+                              ("pad", tokenizer.pad_token_id), ("unk", tokenizer.unk_token_id)):
+            if token_id is not None:
+                getattr(writer, f"add_{key}_token_id")(int(token_id))
+        writer.add_add_bos_token(False)  # the prompt template carries every special token itself
+        writer.add_add_space_prefix(False)
+        if tokenizer.chat_template:
+            writer.add_chat_template(tokenizer.chat_template)
+        writer.add_string("writetune.prompt_format", loaded.prompt_format.to_json())
+
+        tied = bool(getattr(config, "tie_word_embeddings", False))
+        for name, tensor in model.state_dict().items():
+            if name == "lm_head.weight" and tied:
+                continue
+            gguf_name = _tensor_name(name)
+            if gguf_name is None:
+                raise ExportError(f"no GGUF name for the tensor '{name}' (is this a plain LLaMA model?)")
+            data = tensor.detach().to(torch.float32).cpu().numpy()
+            if gguf_name.endswith("attn_q.weight"):
+                data = _permute(data, n_head)
+            elif gguf_name.endswith("attn_k.weight"):
+                data = _permute(data, n_kv)
+            if data.ndim == 1 or dtype == "f32":
+                writer.add_tensor(gguf_name, np.ascontiguousarray(data, dtype=np.float32))
+            elif dtype == "f16":
+                writer.add_tensor(gguf_name, np.ascontiguousarray(data, dtype=np.float16))
+            else:
+                raw = gguf.quants.quantize(data, gguf.GGMLQuantizationType.BF16)
+                writer.add_tensor(gguf_name, raw, raw_shape=raw.shape, raw_dtype=gguf.GGMLQuantizationType.BF16)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target

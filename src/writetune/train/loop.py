@@ -1,0 +1,513 @@
+"""The training recipe: multi-task instruction tuning of a LLaMA-family causal LM on a `writetune data build` mix.
+
+Features, each in one named place below:
+- LoRA (PEFT) or full fine-tuning; frozen base weights held in bf16 under bf16 precision, trainable weights in
+  fp32 with bf16 autocast (CPU and GPU); optional gradient checkpointing.
+- Loss only on response tokens, masked by construction (`collate.py`); EOS closes every response.
+- Padding-free packing: each micro-batch is one row of examples with per-example positions and varlen attention
+  (`attention.py`); the LM head runs only on positions that predict a response token.
+- Batching by tokens with gradient accumulation; the loss is the sum of token losses over the optimizer step divided
+  by the step's response tokens (across micro-batches and processes), so it does not depend on how the step is split.
+- Checkpoints every N steps, atomic, last K kept, with optimizer, scheduler, RNG and data-order state; `resume`
+  continues a killed run on the same loss curve (`checkpoint.py`).
+- In-training evaluation: dev loss, and per task a generated dev subset scored with the task metric and copy rate
+  (`indev.py`), at step 0 and every N steps.
+- Logs: progress bar with tokens/s and ETA, metrics.jsonl, TensorBoard, optional W&B (`logs.py`).
+- Multi-process with `accelerate launch` (DDP; FSDP through accelerate's sharded checkpointing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from writetune.train import checkpoint as ckpt
+from writetune.train.collate import (
+    PackedBatch,
+    StepPlan,
+    TokenizedExample,
+    collate,
+    pack,
+    plan_steps,
+    read_records,
+    tokenize_records,
+)
+from writetune.train.recipe import TrainRecipe, dump_recipe, recipe_from_dict
+
+RECIPE_COPY = "recipe.yaml"
+RESULT_FILE = "train_result.json"
+
+
+class RunDirError(ValueError):
+    """The output directory cannot be used as asked (it holds another run, or the recipe changed on resume)."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    resumed_from: int | None
+    train_losses: list[float]
+    final_dev_loss: float | None
+    wall_s: float
+    tokens_per_s: float
+
+
+def token_loss_sum(model, batch: PackedBatch, autocast):
+    """Sum of cross-entropy over the batch's response tokens (the LM head sees only those positions)."""
+    import torch
+
+    with autocast():
+        logits = model(**batch.model_kwargs()).logits
+    return torch.nn.functional.cross_entropy(logits[0].float(), batch.targets, reduction="sum")
+
+
+def lr_lambda(schedule, total_steps: int):
+    """Multiplier of the base learning rate after `step` optimizer updates (warm-up, then decay)."""
+    if schedule.warmup_steps is not None:
+        warmup = schedule.warmup_steps
+    else:
+        warmup = int(round((schedule.warmup_ratio if schedule.warmup_ratio is not None else 0.03) * total_steps))
+    floor = schedule.min_lr_ratio
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule.name == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        if schedule.name == "linear":
+            return floor + (1 - floor) * (1 - progress)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class Trainer:
+    """One run. `setup()` then `fit()`; every setup step is a method of its own."""
+
+    def __init__(self, recipe: TrainRecipe, *, resume: bool = False, log=None):
+        self.recipe = recipe
+        self.resume = resume
+        self.run_dir = Path(recipe.output_dir)
+        self.say = log or (lambda message: None)
+        self.start_step = 0
+        self.resumed_from: int | None = None
+
+    # ---------------------------------------------------------------------------------------------- setup
+    def setup(self) -> "Trainer":
+        self.setup_accelerator()
+        self.setup_run_dir()
+        self.setup_model()
+        self.setup_data()
+        self.setup_optimizer()
+        self.setup_scheduler()
+        self.setup_distributed()
+        self.load_checkpoint()
+        self.setup_logging()
+        self.setup_eval()
+        return self
+
+    def setup_accelerator(self) -> None:
+        import torch
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedType
+
+        self.acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
+        self.device = self.acc.device
+        self.world = self.acc.num_processes
+        self.rank = self.acc.process_index
+        self.main = self.acc.is_main_process
+        if not self.main:
+            self.say = lambda message: None
+        self.fsdp = self.acc.distributed_type == DistributedType.FSDP
+        bf16 = self.recipe.precision == "bf16"
+        if bf16 and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError("precision: bf16, but this GPU does not support bfloat16; use precision: fp32")
+        self.autocast = lambda: torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16)
+        torch.manual_seed(self.recipe.seed)
+
+    def setup_run_dir(self) -> None:
+        copy = self.run_dir / RECIPE_COPY
+        if self.main:
+            ckpt.remove_stale(self.run_dir)
+        existing = ckpt.latest_checkpoint(self.run_dir)
+        if copy.is_file() and not self.resume and (existing or (self.run_dir / "model").exists()):
+            raise RunDirError(f"{self.run_dir} already holds a run; pass --resume to continue it, or choose another "
+                              "output_dir")
+        if self.resume and copy.is_file() and existing is not None:
+            import yaml
+
+            before = recipe_from_dict(yaml.safe_load(copy.read_text()), str(copy)).training_view()
+            now = self.recipe.training_view()
+            changed = sorted(key for key in now if now[key] != before[key])
+            if changed:
+                raise RunDirError(f"{self.run_dir}: cannot resume, the recipe changed since the run started "
+                                  f"(keys: {', '.join(changed)}); a resumed run must train the same thing")
+        self.resume_from = existing if self.resume else None
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if self.resume_from is None:
+                copy.write_text(dump_recipe(self.recipe), encoding="utf-8")
+        self.acc.wait_for_everyone()
+
+    def setup_model(self) -> None:
+        import torch
+
+        from writetune.models import load_model
+        from writetune.train import attention
+
+        r = self.recipe
+        loaded = load_model(r.model, dtype="float32")
+        self.loaded = loaded
+        self.tokenizer, self.fmt = loaded.tokenizer, loaded.prompt_format
+        model = loaded.model
+        if r.method == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            if r.precision == "bf16":
+                model.to(torch.bfloat16)  # frozen: no master copy needed; autocast computes in bf16 anyway
+            config = LoraConfig(r=r.lora.rank, lora_alpha=r.lora.alpha, lora_dropout=r.lora.dropout,
+                                target_modules=list(r.lora.target_modules), bias="none", task_type="CAUSAL_LM")
+            model = get_peft_model(model, config)
+            for param in model.parameters():
+                if param.requires_grad:
+                    param.data = param.data.float()
+            model.peft_config["default"].base_model_name_or_path = _portable_spec(r.model)
+        if r.gradient_checkpointing:
+            inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+            enable = getattr(inner, "activation_checkpointing_enable", None)
+            if enable is not None:
+                enable({"use_reentrant": False})
+            else:  # transformers < 5.2x
+                inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if r.attention == "varlen":
+            attention.use_varlen(model)
+        else:
+            attention.use_sdpa(model)
+        model.to(self.device)
+        model.train()
+        self.model = model
+        self.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        self.total_params = sum(p.numel() for p in model.parameters())
+
+    def setup_data(self) -> None:
+        r = self.recipe
+        data = Path(r.data)
+        records = read_records(data / "train.jsonl")
+        examples = tokenize_records(self.tokenizer, self.fmt, records)
+        limit = r.batch.example_limit
+        self.dropped = sum(1 for ex in examples if len(ex) > limit)
+        self.train = [ex for ex in examples if len(ex) <= limit]
+        if not self.train:
+            raise ValueError(f"{data / 'train.jsonl'}: every example is longer than {limit} tokens "
+                             "(batch.max_example_tokens)")
+        self.plan: StepPlan = plan_steps([len(ex) for ex in self.train], budget=r.batch.tokens, seed=r.seed,
+                                         world_size=self.world, grad_accum=r.batch.grad_accum,
+                                         epochs=r.num_epochs, max_steps=r.max_steps)
+        self.total_steps = len(self.plan)
+        self.dev_records = []
+        needs_dev = r.eval.at_start or r.eval.every > 0 or r.eval.at_end
+        if (data / "dev.jsonl").is_file():
+            self.dev_records = read_records(data / "dev.jsonl")
+        elif needs_dev:
+            raise FileNotFoundError(f"{data / 'dev.jsonl'}: the recipe evaluates during training (eval.every, "
+                                    "eval.at_start, eval.at_end) but the mix has no dev file")
+
+    def setup_optimizer(self) -> None:
+        import torch
+
+        o = self.recipe.optimizer
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        rest = [p for p in params if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+        self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=o.lr, betas=tuple(o.betas),
+                                           eps=o.eps)
+
+    def setup_scheduler(self) -> None:
+        import torch
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           lr_lambda(self.recipe.schedule, self.total_steps))
+
+    def setup_distributed(self) -> None:
+        if self.world > 1 or self.fsdp:
+            self.model, self.optimizer = self.acc.prepare(self.model, self.optimizer)
+
+    def load_checkpoint(self) -> None:
+        if self.resume_from is None:
+            return
+        path = self.resume_from
+        state = ckpt.read_state(path)
+        if state["plan"] != self.plan.fingerprint():
+            raise RunDirError(f"{path}: the data order differs from the checkpoint's (different data, number of "
+                              "processes or batch shape); resume with the same setup")
+        if self.fsdp:
+            self.acc.load_state(str(path / "accelerate"))
+        else:
+            import torch
+
+            self._load_weights(path / "model")
+            self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+        import torch
+
+        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+        ckpt.load_rng(path, self.rank)
+        self.start_step = self.resumed_from = int(state["step"])
+        self.tokens_seen = int(state.get("tokens", 0))
+
+    def _load_weights(self, directory: Path) -> None:
+        from safetensors.torch import load_file
+
+        model = self.acc.unwrap_model(self.model)
+        if self.recipe.method == "lora":
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(model, load_file(str(directory / "adapter_model.safetensors")))
+        else:
+            state = {}
+            for f in sorted(directory.glob("*.safetensors")):
+                state.update(load_file(str(f)))
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+            if unexpected or set(missing) - tied:
+                raise RunDirError(f"{directory}: weights do not match the model (missing {sorted(missing)[:3]}, "
+                                  f"unexpected {sorted(unexpected)[:3]})")
+
+    def setup_logging(self) -> None:
+        from writetune.train.logs import Progress, RunLogger
+
+        lg = self.recipe.log
+        self.logger = RunLogger(self.run_dir, enabled=self.main, tensorboard=lg.tensorboard, wandb=lg.wandb,
+                                wandb_project=lg.wandb_project, resume_step=self.resumed_from,
+                                config=self.recipe.model_dump(mode="json"))
+        self.progress = Progress(self.total_steps, self.start_step, enabled=self.main and lg.progress,
+                                 say=self.say if self.main else None)
+        if not hasattr(self, "tokens_seen"):
+            self.tokens_seen = 0
+
+    def setup_eval(self) -> None:
+        import numpy as np
+
+        from writetune.train.indev import select_subsets
+
+        e = self.recipe.eval
+        self.subsets = []
+        self.dev_loss_examples: list[TokenizedExample] = []
+        if not self.dev_records:
+            return
+        order = np.random.default_rng([self.recipe.seed, 99]).permutation(len(self.dev_records)).tolist()
+        chosen = [self.dev_records[i] for i in order[: e.loss_examples or len(order)]]
+        dev = tokenize_records(self.tokenizer, self.fmt, chosen)
+        self.dev_loss_examples = [ex for ex in dev if len(ex) <= self.recipe.batch.tokens]
+        if self.fsdp and e.generate_per_task:
+            self.say("note: in-training generation is skipped under FSDP (sharded weights); the dev loss still runs")
+        else:
+            self.subsets = select_subsets(self.dev_records, e.generate_per_task, self.recipe.seed, e.tasks, e.metrics)
+
+    # ---------------------------------------------------------------------------------------------- training
+    def step_targets(self, step_index: int) -> int:
+        return sum(self.train[i].n_response for row in self.plan.steps[step_index] for i in row)
+
+    def accumulate(self, step_index: int) -> tuple[float, int]:
+        """Forward and backward over this process's rows of a step, leaving the step's gradients in `.grad`.
+        Returns (the step's loss over all processes, real tokens in the step over all processes)."""
+        import torch
+
+        rows = self.plan.rows_for(step_index, self.rank)
+        total_targets = self.step_targets(step_index)
+        scale = self.world / total_targets  # processes average gradients; undo that to get a global token mean
+        local_sum = torch.zeros((), device=self.device)
+        for g, row in enumerate(rows):
+            batch = collate([self.train[i] for i in row]).to(self.device)
+            last = g == len(rows) - 1
+            sync = contextlib.nullcontext() if (last or self.world == 1) else self.acc.no_sync(self.model)
+            with sync:
+                loss_sum = token_loss_sum(self.model, batch, self.autocast)
+                self.acc.backward(loss_sum * scale)
+            local_sum += loss_sum.detach()
+        loss = self.acc.reduce(local_sum, "sum").item() / total_targets
+        tokens = sum(len(self.train[i]) for row in self.plan.steps[step_index] for i in row)
+        return loss, tokens
+
+    def update(self) -> float:
+        """Clip, step the optimizer and the schedule, clear the gradients; returns the gradient norm."""
+        max_norm = self.recipe.optimizer.max_grad_norm
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grad_norm = self.acc.clip_grad_norm_(params, max_norm if max_norm is not None else float("inf"))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(grad_norm)
+
+    def train_step(self, step_index: int) -> tuple[float, float, int]:
+        """One optimizer step; returns (loss, grad norm, real tokens processed by all processes)."""
+        loss, tokens = self.accumulate(step_index)
+        return loss, self.update(), tokens
+
+    def dev_loss(self) -> float | None:
+        import torch
+
+        if not self.dev_loss_examples:
+            return None
+        rows = pack(range(len(self.dev_loss_examples)), [len(ex) for ex in self.dev_loss_examples],
+                    self.recipe.batch.tokens)
+        total = torch.zeros(2, device=self.device, dtype=torch.float64)
+        self.model.eval()
+        with torch.no_grad():
+            for row in rows[self.rank::self.world]:
+                batch = collate([self.dev_loss_examples[i] for i in row]).to(self.device)
+                total[0] += token_loss_sum(self.model, batch, self.autocast).double()
+                total[1] += batch.n_targets
+        self.model.train()
+        total = self.acc.reduce(total, "sum")
+        return (total[0] / total[1]).item()
+
+    def evaluate(self, step: int) -> dict:
+        """Dev loss on all processes, then generation + metrics on the main process."""
+        import torch
+
+        from writetune.models import LoadedModel
+        from writetune.train.indev import run_generation_eval
+
+        started = time.perf_counter()
+        record = {"kind": "eval", "step": step, "dev_loss": self.dev_loss()}
+        if self.main and self.subsets:
+            model = self.acc.unwrap_model(self.model)
+            model.eval()
+            loaded = LoadedModel(model=model, tokenizer=self.tokenizer, prompt_format=self.fmt,
+                                 resolved=self.loaded.resolved)
+            e = self.recipe.eval
+            with torch.no_grad(), self.autocast():
+                record["tasks"] = run_generation_eval(loaded, self.subsets, max_new_tokens=e.max_new_tokens,
+                                                      batch_size=e.batch_size)
+            model.train()
+        self.acc.wait_for_everyone()
+        record["eval_s"] = round(time.perf_counter() - started, 2)
+        if self.main:
+            self.logger.log(record)
+            self.progress.write(describe_eval(record))
+        return record
+
+    def save_checkpoint(self, step: int) -> None:
+        import torch
+
+        state = {"step": step, "epoch": self.plan.epoch_of_step[step - 1], "tokens": self.tokens_seen,
+                 "plan": self.plan.fingerprint(), "world_size": self.world, "total_steps": self.total_steps}
+        if self.fsdp:
+            def write_model(d):
+                self.acc.save_state(str(d / "accelerate"))
+
+            def write_optim(d):
+                torch.save(self.scheduler.state_dict(), d / "scheduler.pt")
+        else:
+            def write_model(d):
+                self.save_model(d / "model")
+
+            def write_optim(d):
+                torch.save(self.optimizer.state_dict(), d / "optimizer.pt")
+                torch.save(self.scheduler.state_dict(), d / "scheduler.pt")
+        writer = ckpt.CheckpointWriter(self.run_dir, self.recipe.checkpoint.keep_last, self.acc)
+        writer.save(step, state, write_model, write_optim, sharded=self.fsdp)
+
+    def save_model(self, directory: Path) -> None:
+        """The trainable weights as a loadable model: an adapter (base = the recipe's spec) or full weights, with
+        the tokenizer and prompt_format.json."""
+        from writetune.prompt import save_prompt_format
+        from writetune.train import attention
+
+        model = self.acc.unwrap_model(self.model)
+        state = self.acc.get_state_dict(self.model) if self.fsdp else None
+        if self.main:
+            directory.mkdir(parents=True, exist_ok=True)
+            attention.use_sdpa(model)  # the saved config must not name an implementation only writetune registers
+            try:
+                model.save_pretrained(directory, state_dict=state, safe_serialization=True)
+            finally:
+                if self.recipe.attention == "varlen":
+                    attention.use_varlen(model)
+            self.tokenizer.save_pretrained(directory)
+            save_prompt_format(self.fmt, directory)
+
+    def fit(self) -> TrainResult:
+        r = self.recipe
+        e = r.eval
+        self.say(self.describe())
+        started = time.perf_counter()
+        losses: list[float] = []
+        last_eval = None
+        if self.start_step == 0 and e.at_start:
+            last_eval = self.evaluate(0)
+        run_tokens = 0
+        train_time = 0.0
+        for index in range(self.start_step, self.total_steps):
+            step = index + 1
+            t0 = time.perf_counter()
+            loss, grad_norm, tokens = self.train_step(index)
+            dt = time.perf_counter() - t0
+            train_time += dt
+            run_tokens += tokens
+            self.tokens_seen += tokens
+            losses.append(loss)
+            lr = self.scheduler.get_last_lr()[0]
+            if self.main and (step % r.log.every == 0 or step == self.total_steps):
+                self.logger.log({"kind": "train", "step": step, "epoch": round(self.plan.epoch_of_step[index], 4),
+                                 "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": tokens,
+                                 "targets": self.step_targets(index), "tokens_per_s": round(tokens / dt, 1),
+                                 "tokens_seen": self.tokens_seen, "elapsed_s": round(time.perf_counter() - started, 2)})
+            self.progress.update(loss, run_tokens / train_time, lr)
+            if e.every and step % e.every == 0:
+                last_eval = self.evaluate(step)
+            elif step == self.total_steps and e.at_end:
+                last_eval = self.evaluate(step)
+            if r.checkpoint.every and step % r.checkpoint.every == 0 and step != self.total_steps:
+                self.save_checkpoint(step)
+        self.progress.close()
+        self.save_checkpoint(self.total_steps)
+        self.save_model(self.run_dir / "model")
+        wall = time.perf_counter() - started
+        result = TrainResult(run_dir=self.run_dir, steps=self.total_steps, resumed_from=self.resumed_from,
+                             train_losses=losses, final_dev_loss=(last_eval or {}).get("dev_loss"), wall_s=wall,
+                             tokens_per_s=run_tokens / train_time if train_time else 0.0)
+        if self.main:
+            (self.run_dir / RESULT_FILE).write_text(json.dumps({
+                "steps": result.steps, "resumed_from": result.resumed_from, "wall_s": round(wall, 2),
+                "train_tokens_per_s": round(result.tokens_per_s, 1), "final_dev_loss": result.final_dev_loss,
+                "dropped_long_examples": self.dropped}, indent=2) + "\n")
+        self.logger.close()
+        self.acc.wait_for_everyone()
+        return result
+
+    def describe(self) -> str:
+        r = self.recipe
+        what = f"LoRA r={r.lora.rank}" if r.method == "lora" else "full fine-tune"
+        return (f"{what} of {r.model}: {self.trainable:,} of {self.total_params:,} parameters trained; "
+                f"{len(self.train):,} examples ({self.dropped} longer than {r.batch.example_limit} tokens left out), "
+                f"{self.total_steps} steps of {self.world} x {r.batch.grad_accum} rows x <= {r.batch.tokens} tokens; "
+                f"{r.precision}, {self.world} process(es) on {self.device}"
+                + (f"; resuming after step {self.start_step}" if self.resumed_from else ""))
+
+
+def describe_eval(record: dict) -> str:
+    parts = [f"step {record['step']}"]
+    if record.get("dev_loss") is not None:
+        parts.append(f"dev_loss {record['dev_loss']:.4f}")
+    for task, result in (record.get("tasks") or {}).items():
+        parts.append(f"{task} {result['metric']} {result['score']:.1f} copy {result['copy_rate']:.0f}%")
+    return " | ".join(parts)
+
+
+def _portable_spec(spec: str) -> str:
+    """An adapter's base: aliases and hub ids as written, local paths made absolute."""
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
+def train(recipe: TrainRecipe, *, resume: bool = False, log=None) -> TrainResult:
+    """Run (or resume) the training a recipe describes; returns a summary."""
+    return Trainer(recipe, resume=resume, log=log).setup().fit()
