@@ -15,13 +15,13 @@ PROMPTS = ["Fix the grammar in this sentence: she go home.", "Simplify: the comm
 
 
 class SpyGenerator:
-    """The real tiny-model generator, recording how many requests each call and each model batch held. With
-    `hold` cleared, calls wait until the test sets it (so requests pile up behind a busy generator)."""
+    """The real tiny-model generator, recording how many requests each call held. With `hold` cleared, calls wait
+    until the test sets it (so requests pile up behind a busy generator)."""
 
     def __init__(self, real):
         self.real, self.tokenizer, self.fmt = real, real.tokenizer, real.fmt
         self.calls: list[int] = []
-        self.model_batches: list[int] = []
+        self.batch_sizes: list[int] = []
         self.hold = threading.Event()
         self.hold.set()
         self.entered = threading.Event()
@@ -32,15 +32,10 @@ class SpyGenerator:
 
     def generate(self, requests, decoding, on_batch=None):
         self.calls.append(len(requests))
+        self.batch_sizes.append(decoding.batch_size)
         self.entered.set()
         assert self.hold.wait(30)
-
-        def seen(n):
-            self.model_batches.append(n)
-            if on_batch:
-                on_batch(n)
-
-        return self.real.generate(requests, decoding, on_batch=seen)
+        return self.real.generate(requests, decoding, on_batch=on_batch)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +65,7 @@ def test_concurrent_requests_share_a_batch(tiny_engine):
         serial = [asyncio.run(_complete_all(url, [p]))[0] for p in PROMPTS]
     assert sum(calls) == len(PROMPTS)
     assert max(calls) > 1, f"requests were generated one by one: {calls}"
-    assert max(spy.model_batches) > 1
+    assert set(spy.batch_sizes) == {8}  # the generator may decode up to max_batch_size sequences together
     assert answers == serial  # batching changes the speed, not the answers
 
 
@@ -102,4 +97,17 @@ def test_max_batch_size_one_is_serial(tiny_engine):
     settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1, batch_window_ms=300)
     with BackgroundServer(create_app(engine, settings)) as url:
         asyncio.run(_complete_all(url, PROMPTS[:4]))
-    assert spy.calls == [1, 1, 1, 1] and set(spy.model_batches) == {1}
+    assert spy.calls == [1, 1, 1, 1] and set(spy.batch_sizes) == {1}
+
+
+def test_window_grows_only_under_concurrent_load():
+    from writetune.serve.batcher import Batcher
+
+    batcher = Batcher(engine=None, max_batch_size=8, window_s=0.01, max_window_s=0.25)
+    batcher._recent_batch_s = 3.0
+    assert batcher.window() == 0.01  # a lone client's request is not held back
+    batcher._recent_batch_requests = 4.0
+    assert batcher.window() == 0.25  # a tenth of a 3 s batch, capped
+    batcher._recent_batch_s = 0.5
+    assert batcher.window() == 0.05
+    assert Batcher(engine=None, max_batch_size=1, window_s=0.01).window() == 0.01

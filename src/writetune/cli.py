@@ -180,6 +180,7 @@ def serve(
     model_name: Annotated[str | None, typer.Option(help="Model id reported by /v1/models.")] = None,
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: one per core).")] = None,
     max_input_chars: Annotated[int, typer.Option(min=1)] = 8000,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 512,
     max_batch_size: Annotated[int, typer.Option(min=1, help="1 serves requests one by one.")] = 8,
@@ -192,7 +193,7 @@ def serve(
 
     with user_errors():
         settings = ServeSettings(model=model, host=host, port=port, api_key=api_key, model_name=model_name,
-                                 dtype=dtype, device=device, max_input_chars=max_input_chars,
+                                 dtype=dtype, device=device, threads=threads, max_input_chars=max_input_chars,
                                  max_new_tokens=max_new_tokens, max_batch_size=max_batch_size,
                                  batch_window_ms=batch_window_ms, max_queue=max_queue, request_timeout_s=timeout)
         engine = load_engine(settings)

@@ -245,7 +245,8 @@ class Server:
         self.engine, self.settings = engine, settings
         self.metrics = ServerMetrics()
         self.batcher = Batcher(engine, max_batch_size=settings.max_batch_size,
-                               window_s=settings.batch_window_ms / 1000, max_queue=settings.max_queue,
+                               window_s=settings.batch_window_ms / 1000,
+                               max_window_s=settings.max_batch_window_ms / 1000, max_queue=settings.max_queue,
                                metrics=self.metrics)
         self.typer = ErrantTyper(enabled=settings.errant_types)
         self.started = time.time()

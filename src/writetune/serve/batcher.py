@@ -1,7 +1,11 @@
 """Micro-batching: concurrent requests wait a few milliseconds in a bounded asyncio queue and are generated together.
 
 One collector task takes the first waiting job, then keeps taking jobs until the batch holds `max_batch_size`
-generation requests or the batching window has passed; the batch runs on one dedicated worker thread (the
+generation requests or the batching window has passed. Under concurrent load (recent batches held more than one
+request on average) the window grows to a tenth of the recent batch time, up to `max_window_s`: closed-loop clients
+come back staggered by their own response handling, and waiting a little for them costs far less than generating a
+batch of one and then another. With one client at a time the window stays at `window_s`, so a lone request is not
+delayed. The batch runs on one dedicated worker thread (the
 generator is not re-entrant, and one model call at a time is what a CPU or single GPU does best), while new jobs
 queue up behind it. Jobs whose decoding settings differ are generated in separate groups of the same batch. A full
 queue refuses new jobs at once (`QueueFull`, with a suggested retry delay), a job not answered within its timeout is
@@ -53,11 +57,12 @@ class _Job:
 class Batcher:
     """The micro-batching queue in front of one engine. `start()` and `stop()` run inside the serving event loop."""
 
-    def __init__(self, engine: Engine, *, max_batch_size: int = 8, window_s: float = 0.01, max_queue: int = 64,
-                 metrics: ServerMetrics | None = None):
+    def __init__(self, engine: Engine, *, max_batch_size: int = 8, window_s: float = 0.01, max_window_s: float = 0.25,
+                 max_queue: int = 64, metrics: ServerMetrics | None = None):
         self.engine = engine
         self.max_batch_size = max_batch_size
         self.window_s = window_s
+        self.max_window_s = max(window_s, max_window_s)
         self.max_queue = max_queue
         self.metrics = metrics or ServerMetrics()
         self.metrics.queue_depth = self.queue_depth
@@ -67,6 +72,7 @@ class Batcher:
         self._executor: ThreadPoolExecutor | None = None
         self._inflight = 0
         self._recent_batch_s = 1.0
+        self._recent_batch_requests = 1.0  # moving average of generation requests per batch
 
     async def start(self) -> None:
         self._queue = asyncio.Queue(maxsize=self.max_queue)
@@ -87,6 +93,12 @@ class Batcher:
                     job.future.set_exception(GenerationError("the server is shutting down"))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def window(self) -> float:
+        """How long a batch waits for company now (see the module docstring)."""
+        if self.max_batch_size > 1 and self._recent_batch_requests > 1.25:
+            return max(self.window_s, min(self.max_window_s, 0.1 * self._recent_batch_s))
+        return self.window_s
 
     def queue_depth(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
@@ -122,7 +134,7 @@ class Batcher:
         while True:
             batch = [await self._queue.get()]
             size = len(batch[0].requests)
-            deadline = loop.time() + self.window_s
+            deadline = loop.time() + self.window()
             while size < self.max_batch_size:
                 try:
                     job = self._queue.get_nowait()
@@ -160,6 +172,7 @@ class Batcher:
             finally:
                 self._inflight = 0
             self._recent_batch_s = 0.5 * self._recent_batch_s + 0.5 * (time.monotonic() - started)
+            self._recent_batch_requests = 0.7 * self._recent_batch_requests + 0.3 * len(requests)
             pos = 0
             for job in jobs:
                 answer, pos = outputs[pos:pos + len(job.requests)], pos + len(job.requests)
@@ -170,7 +183,8 @@ class Batcher:
         """Runs on the worker thread."""
         before = self.engine.tokens_generated
         started = time.monotonic()
-        outputs = self.engine.generator.generate(requests, decoding, on_batch=self.metrics.observe_batch)
+        self.metrics.observe_batch(len(requests))
+        outputs = self.engine.generator.generate(requests, decoding)
         self.metrics.observe_generation(len(requests), self.engine.tokens_generated - before,
                                         time.monotonic() - started)
         if len(outputs) != len(requests):

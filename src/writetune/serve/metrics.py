@@ -121,7 +121,7 @@ class ServerMetrics:
                 "# HELP writetune_last_batch_tokens_per_second Generated tokens per second in the last batch.",
                 "# TYPE writetune_last_batch_tokens_per_second gauge",
                 f"writetune_last_batch_tokens_per_second {_number(self.last_tokens_per_second)}",
-                "# HELP writetune_batch_size Generation requests per model batch.",
+                "# HELP writetune_batch_size Generation requests per micro-batch (one generator call).",
                 "# TYPE writetune_batch_size histogram",
                 *self.batch_sizes.lines("writetune_batch_size"),
             ]

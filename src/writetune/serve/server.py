@@ -16,6 +16,10 @@ from writetune.serve.settings import ServeSettings
 
 
 def load_engine(settings: ServeSettings) -> Engine:
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
     return Engine.load(settings.model, dtype=settings.dtype, device=settings.device, model_id=settings.model_name)
 
 

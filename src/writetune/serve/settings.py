@@ -17,11 +17,15 @@ class ServeSettings(BaseModel):
     api_key: str | None = Field(None, description="when set, /v1/* needs 'Authorization: Bearer <key>'")
     dtype: str = "float32"
     device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, cuda, cuda:N")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's own choice (the cores). "
+                                "On a CPU shared with other jobs, fewer threads than cores avoids oversubscription")
     max_input_chars: int = Field(8000, ge=1, description="longest input text (all messages together): 413 beyond")
     max_new_tokens: int = Field(512, ge=1, description="largest max_tokens a request may ask for: 422 beyond")
     default_max_tokens: int = Field(256, ge=1, description="max_tokens of a chat completion that names none")
     max_batch_size: int = Field(8, ge=1, description="generation requests per model batch (1: serial serving)")
     batch_window_ms: float = Field(10.0, ge=0, le=10_000, description="how long a batch waits for company")
+    max_batch_window_ms: float = Field(250.0, ge=0, le=10_000, description="under concurrent load the window grows "
+                                       "to a tenth of the recent batch time, up to this (<= batch_window_ms: fixed)")
     max_queue: int = Field(64, ge=1, description="jobs waiting for the generator: 503 with Retry-After beyond")
     request_timeout_s: float = Field(120.0, gt=0, description="a request still unanswered after this gets 504")
     errant_types: bool = Field(True, description="type grammar edits with ERRANT (spaCy model, loaded offline)")
