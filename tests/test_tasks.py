@@ -105,5 +105,5 @@ def test_yaml_syntax_error_reports_the_line(tmp_path, registry):
 
 
 def test_missing_task_file(tmp_path, registry):
-    with pytest.raises(TaskFileError, match="cannot read"):
+    with pytest.raises(TaskFileError, match="absent.yaml: task file not found"):
         register_task_file(tmp_path / "absent.yaml")

@@ -10,15 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from writetune.config import ConfigError, read_yaml_mapping, validation_message
 
 
 class UnknownTaskError(ValueError):
     """A task name or alias that is not registered."""
 
 
-class TaskFileError(ValueError):
+class TaskFileError(ConfigError):
     """A task YAML file that does not describe a valid task; the message names the file and the key."""
 
 
@@ -248,22 +249,11 @@ def register_task_file(path: str | Path, *, replace: bool = False) -> Task:
     """Register a task described by a YAML file (keys: name, description, instructions, metrics, eval_sets,
     aliases, writing). With `replace`, a task of the same name is overwritten."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise TaskFileError(f"{path}: cannot read: {err}") from err
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise TaskFileError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from err
-    if not isinstance(data, dict):
-        raise TaskFileError(f"{path}: expected a mapping with keys name, description, instructions, ...")
+    data = read_yaml_mapping(path, what="task", keys_hint="name, description, instructions, ...", error=TaskFileError)
     try:
         spec = _TaskFile.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise TaskFileError(f"{path}: key '{key}': {first['msg']}") from err
+        raise TaskFileError(validation_message(path, err)) from err
     task = Task(
         name=spec.name,
         description=spec.description,

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from writetune import __version__
+from writetune.config import ConfigError, read_yaml_mapping, validation_message
 from writetune.data.readers import DataError, Example, MissingDataError
 from writetune.data.sources import SourceSpec
 from writetune.data.tokenization import match_key
@@ -39,7 +39,7 @@ DATA_ENV = "WRITETUNE_DATA"
 TRAIN_FILE, DEV_FILE, MANIFEST_FILE = "train.jsonl", "dev.jsonl", "manifest.json"
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigError):
     """A recipe that cannot be used; the message names the file and the key."""
 
 
@@ -162,27 +162,12 @@ class Recipe(_Strict):
 def _format_validation_error(path: Path | str, err: ValidationError) -> str:
     from writetune.data.readers import READERS
 
-    tags = set(READERS) | {"hub", "synthetic"}
-    first = err.errors()[0]
-    parts = [str(p) for p in first["loc"] if not (isinstance(p, str) and p in tags)]
-    key = ".".join(parts) or "(top level)"
-    return f"{path}: key '{key}': {first['msg']}"
+    tags = set(READERS) | {"hub", "synthetic"}  # discriminator tags, not keys the user wrote
+    return validation_message(path, err, keep=lambda part: not (isinstance(part, str) and part in tags))
 
 
 def _read_yaml_mapping(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecipeError(f"{path}: recipe file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise RecipeError(f"{path}: cannot read: {err}") from err
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise RecipeError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from err
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: expected a mapping with keys name, sources, ...")
-    return data
+    return read_yaml_mapping(path, what="recipe", keys_hint="name, sources, ...", error=RecipeError)
 
 
 def _with_base(path: Path, data: dict, chain: tuple[Path, ...] = ()) -> dict:

@@ -14,13 +14,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from writetune.config import ConfigError, read_yaml_mapping, validation_message
+
 LLAMA_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # keys whose change would make a resumed run differ from the run it continues
 TRAINING_KEYS = ("model", "data", "method", "lora", "optimizer", "schedule", "batch", "epochs", "max_steps", "seed",
                  "precision", "gradient_checkpointing", "attention")
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigError):
     """A training recipe that cannot be used; the message names the file and the key."""
 
 
@@ -215,39 +217,18 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, A
     return out
 
 
-def _format_error(where: str, err: ValidationError) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown key (see docs/training.md for the recipe keys)"
-    return f"{where}: key '{key}': {message}"
-
-
 def recipe_from_dict(data: dict, where: str = "recipe") -> TrainRecipe:
     try:
         return TrainRecipe.model_validate(data)
     except ValidationError as err:
-        raise RecipeError(_format_error(where, err)) from err
+        raise RecipeError(validation_message(
+            where, err, unknown_key="unknown key (see docs/training.md for the recipe keys)")) from err
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainRecipe:
     """Read, override (`key.sub=value`) and validate a recipe file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecipeError(f"{path}: recipe file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise RecipeError(f"{path}: cannot read: {err}") from err
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise RecipeError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from err
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: expected a mapping with keys model, data, output_dir, ...")
+    data = read_yaml_mapping(path, what="recipe", keys_hint="model, data, output_dir, ...", error=RecipeError, empty_ok=True)
     for key, value in parse_overrides(overrides):
         _set_dotted(data, key, value, f"{path} (--set)")
     return recipe_from_dict(data, str(path))
