@@ -72,7 +72,7 @@ def test_existing_run_needs_resume_and_the_same_recipe(tmp_path, tiny_model_dir)
 
 def test_sigkill_then_resume_reproduces_the_loss_curve(tmp_path, tiny_model_dir):
     steps = 40
-    overrides = dict(max_steps=steps, checkpoint__every=5, checkpoint__keep_last=2, eval__every=10,
+    overrides = dict(max_steps=steps, precision="bf16", checkpoint__every=5, checkpoint__keep_last=2, eval__every=10,
                      eval__loss_examples=8, optimizer__lr=3e-3, schedule__name="cosine", schedule__warmup_steps=3)
     # the uninterrupted run, in this process
     reference = tiny_recipe(tmp_path / "a", tiny_model_dir, **overrides)

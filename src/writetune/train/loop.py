@@ -177,6 +177,12 @@ class Trainer:
             for param in model.parameters():
                 if param.requires_grad:
                     param.data = param.data.float()
+            if r.precision == "bf16":
+                from peft.tuners.tuners_utils import BaseTunerLayer
+
+                for module in model.modules():  # PEFT would upcast every adapter input to fp32 only for autocast
+                    if isinstance(module, BaseTunerLayer):  # to cast it back to bf16: two wasted passes per layer
+                        module.cast_input_dtype_enabled = False
             model.peft_config["default"].base_model_name_or_path = _portable_spec(r.model)
         if r.gradient_checkpointing:
             inner = model.get_base_model() if hasattr(model, "get_base_model") else model
