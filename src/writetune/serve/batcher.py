@@ -4,8 +4,9 @@ One collector task takes the first waiting job, then keeps taking jobs until the
 generation requests or the batching window has passed. Under concurrent load (recent batches held more than one
 request on average) the window grows to a tenth of the recent batch time, up to `max_window_s`: closed-loop clients
 come back staggered by their own response handling, and waiting a little for them costs far less than generating a
-batch of one and then another. With one client at a time the window stays at `window_s`, so a lone request is not
-delayed. The batch runs on one dedicated worker thread (the
+batch of one and then another. Likewise each job that joins a batch keeps the window open for another `window_s`
+(up to `max_window_s` in all), so a burst arriving at an idle server goes out as one batch. With one client at a
+time the window stays at `window_s`, so a lone request is not delayed. The batch runs on one dedicated worker thread (the
 generator is not re-entrant, and one model call at a time is what a CPU or single GPU does best), while new jobs
 queue up behind it. Jobs whose decoding settings differ are generated in separate groups of the same batch. A full
 queue refuses new jobs at once (`QueueFull`, with a suggested retry delay), a job not answered within its timeout is
@@ -134,7 +135,8 @@ class Batcher:
         while True:
             batch = [await self._queue.get()]
             size = len(batch[0].requests)
-            deadline = loop.time() + self.window()
+            opened = loop.time()
+            deadline = opened + self.window()
             while size < self.max_batch_size:
                 try:
                     job = self._queue.get_nowait()
@@ -148,6 +150,8 @@ class Batcher:
                         break
                 batch.append(job)
                 size += len(job.requests)
+                # a burst is still arriving: keep the window open a little longer (never past max_window_s)
+                deadline = max(deadline, min(opened + self.max_window_s, loop.time() + self.window_s))
             await self._run(batch)
 
     async def _run(self, batch: list[_Job]) -> None:
