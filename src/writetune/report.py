@@ -1,0 +1,322 @@
+"""Tables and plots from a results document (`writetune.evaluate`): the paper-shaped markdown table, CSV, and two
+figures (scores with 95% CI whiskers; per-task change against the baseline row).
+
+The markdown table has the systems as rows and the sets as columns, grouped by task in the task registry's order
+(every metric of a set is a column); the best value of each column is bold, and values that differ significantly
+from the baseline row (paired bootstrap, p < 0.05) carry a dagger (better) or a double dagger (worse).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPORT_FILE = "report.md"
+CSV_FILE = "results.csv"
+PLOTS_DIR = "plots"
+SCORES_PLOT = "scores.png"
+DELTA_PLOT = "delta_vs_baseline.png"
+ALPHA = 0.05
+LOWER_IS_BETTER = {"self_bleu"}
+PAPER_SETS = ("conll2014", "bea19_dev", "jfleg", "iterater_fluency", "iterater_clarity", "iterater_coherence",
+              "turkcorpus", "asset", "wnc", "stsb")
+
+
+def _records(value: Any) -> list[dict]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def columns(document: dict) -> list[dict]:
+    """Table columns: one per (set, metric), sets grouped by task in the registry's task order."""
+    sets = document.get("sets", {})
+    order = document.get("task_order") or []
+    rank = {task: i for i, task in enumerate(order)}
+    names = sorted(sets, key=lambda n: (rank.get(sets[n]["task"], len(rank)), list(sets).index(n)))
+    out = []
+    labels: dict[tuple[str, str], str] = {}
+    for system in document["systems"].values():
+        for set_name, value in system.items():
+            for record in _records(value):
+                labels.setdefault((set_name, record["metric"]), record.get("label", record["metric"]))
+    for name in names:
+        for metric in sets[name].get("metrics", []):
+            out.append({"set": name, "task": sets[name]["task"], "metric": metric,
+                        "label": labels.get((name, metric), metric)})
+    return out
+
+
+def cell(document: dict, system: str, set_name: str, metric: str) -> dict | None:
+    for record in _records(document["systems"].get(system, {}).get(set_name)):
+        if record["metric"] == metric:
+            return record
+    return None
+
+
+def _better(metric: str, a: float, b: float) -> bool:
+    return a < b if metric in LOWER_IS_BETTER else a > b
+
+
+def _significance_mark(record: dict) -> str:
+    test = record.get("vs_baseline")
+    if not test or test.get("p_value") is None or test["p_value"] >= ALPHA or test.get("delta") in (None, 0):
+        return ""
+    improved = test["delta"] < 0 if record["metric"] in LOWER_IS_BETTER else test["delta"] > 0
+    return "†" if improved else "‡"
+
+
+def _best(document: dict, column: dict) -> float | None:
+    values = [r["score"] for s in document["systems"] if (r := cell(document, s, column["set"], column["metric"]))]
+    if not values:
+        return None
+    return min(values) if column["metric"] in LOWER_IS_BETTER else max(values)
+
+
+def markdown_table(document: dict, *, ci: bool = False) -> str:
+    """The paper-shaped table (scores with one decimal); with `ci`, each value with its 95% interval instead."""
+    cols = columns(document)
+    header = ["System"]
+    previous_task = None
+    for col in cols:
+        arrow = " ↓" if col["metric"] in LOWER_IS_BETTER else ""
+        head = f"{col['set']}<br>{col['label']}{arrow}"
+        if col["task"] != previous_task:
+            head = f"**{col['task'].capitalize()}**<br>{head}"
+            previous_task = col["task"]
+        header.append(head)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * len(cols)]
+    best = [_best(document, col) for col in cols]
+    baseline = document.get("baseline")
+    for system in document["systems"]:
+        row = [f"{system} (baseline)" if system == baseline else system]
+        for col, top in zip(cols, best):
+            record = cell(document, system, col["set"], col["metric"])
+            if record is None:
+                row.append("–")
+                continue
+            if ci:
+                interval = record.get("ci")
+                row.append(f"{record['score']:.1f} [{interval[0]:.1f}, {interval[1]:.1f}]" if interval
+                           else f"{record['score']:.1f}")
+                continue
+            text = f"{record['score']:.1f}"
+            if top is not None and math.isclose(record["score"], top, abs_tol=1e-9):
+                text = f"**{text}**"
+            row.append(text + _significance_mark(record))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(document: dict) -> str:
+    """Long format: one row per system, set and metric."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["system", "task", "set", "metric", "score", "ci_low", "ci_high", "n", "baseline",
+                     "delta_vs_baseline", "p_value", "signature"])
+    for system in document["systems"]:
+        for col in columns(document):
+            record = cell(document, system, col["set"], col["metric"])
+            if record is None:
+                continue
+            interval = record.get("ci") or [None, None]
+            test = record.get("vs_baseline") or {}
+            writer.writerow([system, col["task"], col["set"], col["metric"], record["score"], interval[0],
+                             interval[1], record.get("n"), document.get("baseline"), test.get("delta"),
+                             test.get("p_value"), record.get("signature")])
+    return buffer.getvalue()
+
+
+def markdown_report(document: dict, plots: dict[str, str] | None = None) -> str:
+    """The whole report: table, notes, intervals, skipped sets, signatures, plots."""
+    baseline = document.get("baseline")
+    parts = [f"# Evaluation: suite `{document.get('suite')}`\n"]
+    parts.append(markdown_table(document))
+    parts.append(
+        f"\nBold: best in the column. † / ‡: significantly better / worse than the baseline row `{baseline}` "
+        f"(paired bootstrap, p < {ALPHA}). ↓: lower is better. All scores on a 0-100 scale."
+    )
+    extras = [name for name in document.get("sets", {}) if name not in PAPER_SETS]
+    if extras and document.get("suite") == "writing":
+        parts.append(f" Sets beyond the paper's ten: {', '.join(extras)}.")
+    parts.append("\n")
+    skipped = document.get("skipped") or []
+    failures = document.get("not_evaluated") or []
+    if skipped or failures:
+        parts.append("\n## Not evaluated\n")
+        for item in skipped:
+            parts.append(f"- `{item['set']}` ({item.get('task', '')}): skipped, {item['reason']}")
+        for item in failures:
+            parts.append(f"- `{item['system']}` on `{item['set']}`: {item['reason']}")
+        parts.append("")
+    parts.append("\n## 95% confidence intervals (bootstrap)\n")
+    parts.append(markdown_table(document, ci=True))
+    parts.append("\n## Systems\n")
+    for name, info in (document.get("system_info") or {}).items():
+        details = ", ".join(f"{k}: {v}" for k, v in info.items() if v not in (None, 0, ""))
+        parts.append(f"- `{name}`: {details}")
+    parts.append("\n## Sets and signatures\n")
+    signatures: dict[tuple[str, str], str] = {}
+    for system in document["systems"]:
+        for col in columns(document):
+            record = cell(document, system, col["set"], col["metric"])
+            if record is not None:
+                signatures.setdefault((col["set"], col["metric"]), record.get("signature", ""))
+    for name, info in (document.get("sets") or {}).items():
+        parts.append(f"- `{name}` ({info['task']}, n = {info['n']}): {info['description']}. "
+                     f"Tokenisation: `{info['tokenization']}`. Instruction: \"{info['instruction']}\"")
+        for metric in info.get("metrics", []):
+            if (name, metric) in signatures:
+                parts.append(f"  - {metric}: `{signatures[(name, metric)]}`")
+    timing = document.get("timing") or {}
+    if timing.get("wall_seconds") is not None:
+        parts.append(f"\nWall time of the run: {timing['wall_seconds']:.0f} s.")
+    if plots:
+        parts.append("\n## Plots\n")
+        for title, path in plots.items():
+            parts.append(f"![{title}]({path})")
+    return "\n".join(parts) + "\n"
+
+
+def _primary_columns(document: dict) -> list[dict]:
+    seen, out = set(), []
+    for col in columns(document):
+        if col["set"] not in seen:
+            seen.add(col["set"])
+            out.append(col)
+    return out
+
+
+def plot_scores(document: dict, path: Path) -> Path:
+    """Grouped bars: each set's first metric, one bar per system, 95% CI whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = _primary_columns(document)
+    systems = list(document["systems"])
+    width = 0.8 / max(len(systems), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(cols) + 2), 4.8))
+    colors = plt.get_cmap("tab10").colors
+    for k, system in enumerate(systems):
+        xs, ys, lo, hi = [], [], [], []
+        for j, col in enumerate(cols):
+            record = cell(document, system, col["set"], col["metric"])
+            if record is None:
+                continue
+            xs.append(j - 0.4 + width * (k + 0.5))
+            ys.append(record["score"])
+            interval = record.get("ci") or [record["score"], record["score"]]
+            lo.append(max(record["score"] - interval[0], 0.0))
+            hi.append(max(interval[1] - record["score"], 0.0))
+        ax.bar(xs, ys, width=width * 0.95, color=colors[k % len(colors)], label=system)
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="black", elinewidth=0.9, capsize=2)
+    labels = [f"{c['set']}\n{c['label']}" + (" ↓" if c["metric"] in LOWER_IS_BETTER else "") for c in cols]
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels(labels, fontsize=8)
+    previous = None
+    for j, col in enumerate(cols):  # task boundaries
+        if previous is not None and col["task"] != previous:
+            ax.axvline(j - 0.5, color="grey", linewidth=0.6, linestyle=":")
+        previous = col["task"]
+    ax.set_ylabel("score (0-100)")
+    ax.set_title(f"Suite {document.get('suite')}: scores with 95% bootstrap intervals")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(axis="y", linewidth=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def task_deltas(document: dict) -> dict[str, dict[str, float]]:
+    """{system: {task: mean over the task's sets of (score - baseline score)}} on each set's first metric, with the
+    sign flipped for lower-is-better metrics so that positive always means better than the baseline."""
+    baseline = document.get("baseline")
+    out: dict[str, dict[str, float]] = {}
+    for system in document["systems"]:
+        if system == baseline:
+            continue
+        per_task: dict[str, list[float]] = {}
+        for col in _primary_columns(document):
+            mine = cell(document, system, col["set"], col["metric"])
+            base = cell(document, baseline, col["set"], col["metric"])
+            if mine is None or base is None:
+                continue
+            delta = mine["score"] - base["score"]
+            per_task.setdefault(col["task"], []).append(-delta if col["metric"] in LOWER_IS_BETTER else delta)
+        out[system] = {task: sum(v) / len(v) for task, v in per_task.items()}
+    return out
+
+
+def plot_deltas(document: dict, path: Path) -> Path | None:
+    """Grouped bars per task: each system's mean change against the baseline (positive = better)."""
+    deltas = task_deltas(document)
+    if not deltas:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = document.get("task_order") or []
+    tasks = sorted({t for d in deltas.values() for t in d}, key=lambda t: order.index(t) if t in order else 99)
+    systems = list(deltas)
+    width = 0.8 / max(len(systems), 1)
+    fig, ax = plt.subplots(figsize=(max(7.5, 1.5 * len(tasks) + 3), 4.6))
+    colors = plt.get_cmap("tab10").colors
+    all_systems = list(document["systems"])
+    for k, system in enumerate(systems):
+        xs = [j - 0.4 + width * (k + 0.5) for j, t in enumerate(tasks) if t in deltas[system]]
+        ys = [deltas[system][t] for t in tasks if t in deltas[system]]
+        color = colors[all_systems.index(system) % len(colors)]
+        bars = ax.bar(xs, ys, width=width * 0.95, color=color, label=system)
+        ax.bar_label(bars, labels=[f"{y:+.1f}" for y in ys], fontsize=7, padding=2)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(tasks)))
+    ax.set_xticklabels(tasks, fontsize=9, rotation=20, ha="right")
+    ax.set_ylabel(f"points vs {document.get('baseline')}")
+    ax.set_title(f"Change against the baseline {document.get('baseline')}\n"
+                 "(per task: mean over its sets of each set's first metric; positive = better)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(axis="y", linewidth=0.3)
+    ax.margins(y=0.15)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def write_report(document: dict, out: str | os.PathLike) -> dict[str, Path]:
+    """Write report.md, results.csv and the plots into `out`; returns their paths by kind."""
+    out = Path(out)
+    paths: dict[str, Path] = {}
+    plots: dict[str, str] = {}
+    if document["systems"] and columns(document):
+        paths["scores_plot"] = plot_scores(document, out / PLOTS_DIR / SCORES_PLOT)
+        plots["Scores with 95% intervals"] = f"{PLOTS_DIR}/{SCORES_PLOT}"
+        delta = plot_deltas(document, out / PLOTS_DIR / DELTA_PLOT)
+        if delta is not None:
+            paths["delta_plot"] = delta
+            plots["Per-task change against the baseline"] = f"{PLOTS_DIR}/{DELTA_PLOT}"
+    paths["csv"] = out / CSV_FILE
+    _atomic_write(paths["csv"], csv_text(document))
+    paths["markdown"] = out / REPORT_FILE
+    _atomic_write(paths["markdown"], markdown_report(document, plots))
+    return paths
