@@ -242,6 +242,45 @@ def export(
     console.print(f"wrote {path}", highlight=False)
 
 
+@app.command(name="eval")
+def eval_command(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="A row: model spec, 'copy', 'few-shot:SPEC' or "
+                                             "'openai:MODEL@URL'. Repeat for more rows.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output directory (results.json, report.md, ...).")],
+    suite: Annotated[str, typer.Option(help="writing (test splits) or writing-dev (dev carvings).")] = "writing-dev",
+    data_dir: Annotated[str | None, typer.Option(help="Data directory laid out as the releases; else "
+                                                 "$WRITETUNE_DATA.")] = None,
+    decoding: Annotated[str, typer.Option(help="Comma-separated, one row each: greedy, beam4, sample.")] = "greedy",
+    baseline: Annotated[str | None, typer.Option(help="Row that significance is tested against (default: the "
+                                                 "first).")] = None,
+    strict: Annotated[bool, typer.Option(help="Fail when a set's file is missing instead of skipping it.")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most N items per set.")] = None,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples (CIs and significance).")] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sequences decoded together.")] = 32,
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto (transformers), vllm, llamacpp or openai.")] = "auto",
+    shots: Annotated[int, typer.Option(min=1, help="Examples in a few-shot:SPEC prompt.")] = 3,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="Only this set (repeatable).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
+):
+    """Evaluate systems on a suite: results.json, predictions/, report.md, results.csv and plots/ in --out."""
+    from writetune.evaluate import EvalConfig, run_evaluation
+    from writetune.report import markdown_table
+
+    with user_errors():
+        directory = data_dir or os.environ.get("WRITETUNE_DATA")
+        if not directory:
+            raise ValueError("no data directory: give --data-dir or set WRITETUNE_DATA")
+        config = EvalConfig(models=model, data_dir=directory, out=out, suite=suite, decodings=decoding.split(","),
+                            baseline=baseline, strict=strict, limit=limit, bootstrap=bootstrap, batch_size=batch_size,
+                            dtype=dtype, backend=backend, shots=shots, sets=sets, max_new_tokens=max_new_tokens)
+        document = run_evaluation(config, log=lambda line: err_console.print(line, highlight=False, markup=False))
+    console.print(markdown_table(document), highlight=False, markup=False, soft_wrap=True)
+    for item in document["skipped"]:
+        console.print(f"skipped {item['set']}: {item['reason']}", highlight=False, markup=False)
+    console.print(f"wrote {out}/results.json, report.md, results.csv, plots/ and predictions/", highlight=False)
+
+
 def main():
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' per-tensor loading bars are noise here
     app()
