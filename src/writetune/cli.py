@@ -242,6 +242,27 @@ def export(
     console.print(f"wrote {path}", highlight=False)
 
 
+@app.command()
+def run(
+    recipe: Annotated[str, typer.Argument(help="Run recipe YAML, e.g. configs/quickstart.yaml.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output directory (also the tuned model's spec).")],
+    data_dir: Annotated[str | None, typer.Option(help="Corpora directory (else $WRITETUNE_DATA, else the recipe).")]
+    = None,
+):
+    """Build the mix, train, and evaluate base, copy and tuned rows from one recipe; re-running continues."""
+    from writetune.pipeline import EVAL_DIR, run_pipeline
+    from writetune.report import markdown_table
+
+    with user_errors():
+        result = run_pipeline(recipe, out, data_dir=data_dir,
+                              log=lambda message: console.print(message, highlight=False, markup=False))
+    for stage, state in result.stages.items():
+        console.print(f"{stage}: {state}", highlight=False)
+    console.print(markdown_table(result.results, ci=True), highlight=False, markup=False, soft_wrap=True)
+    eval_dir = os.path.join(out, EVAL_DIR)
+    console.print(f"report: {eval_dir}/report.md  plots: {eval_dir}/plots/  model: {out}", highlight=False)
+
+
 @app.command(name="eval")
 def eval_command(
     model: Annotated[list[str], typer.Option("--model", "-m", help="A row: model spec, 'copy', 'few-shot:SPEC' or "
