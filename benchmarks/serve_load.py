@@ -1,15 +1,16 @@
 """Load benchmark for `writetune serve`: concurrent clients against the embedded model, batched vs serial serving.
 
-Starts `writetune serve` twice as a subprocess on 127.0.0.1 with the same model: once with batching (max batch
-`--max-batch-size`, a `--window-ms` micro-batching window) and once serially (max batch 1), and drives each with
-N concurrent httpx clients posting one-sentence /v1/edit grammar requests (errant types included, as a writer's page
-would). Each level sends a fixed number of requests; it reports p50/p95 latency, throughput, generated tokens/s (from
-the server's /metrics) and errors (any non-200 or failed request), then the speed-up of batched over serial serving at
-the same client count. The last line is `errors=<n> batching_speedup=<ratio at 8 clients> p95_ms=<batched p95 at 8
-clients>`.
+Starts `writetune serve` twice as subprocesses on 127.0.0.1 with the same model: one batched (max batch
+`--max-batch-size`, a `--window-ms` micro-batching window), one serial (max batch 1, the baseline). N concurrent
+httpx clients post one-sentence /v1/edit grammar requests (ERRANT types included, as the page asks for them); each
+(mode, clients) level sends a fixed number of requests, split over `--rounds` rounds that interleave the levels, so
+that load from other jobs on a shared machine falls on both servers alike. It reports p50/p95 latency, throughput,
+generated tokens/s and mean micro-batch size (from the server's /metrics) and errors (any non-200 or failed
+request), then the throughput ratio of batched over serial serving. The last line is
+`errors=<n> batching_speedup=<ratio at 8 clients> p95_ms=<batched p95 at 8 clients>`.
 
 Usage: python benchmarks/serve_load.py [--quick] [--model SPEC] [--clients 1,8,32] [--serial-clients 8]
-`--quick` (fewer requests) finishes in under 5 minutes on 2 CPU cores. Timings depend on what else the machine runs.
+`--quick` (fewer requests, serial at 8 clients only) finishes in under 5 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -39,30 +40,37 @@ SENTENCES = [
 ]
 
 
-# --quick: requests per (mode, clients). Serial serving is steady at once (one request at a time), so 8 requests
-# measure it; the batched levels get enough requests for more than the first, partly filled micro-batch.
-QUICK_REQUESTS = {("serial", 8): 8, ("batched", 1): 4, ("batched", 8): 32, ("batched", 32): 32}
+# --quick: requests per (mode, clients), over all rounds. Serial serving is steady at once (one request at a time);
+# the batched levels get enough requests for more than one micro-batch per round.
+QUICK_REQUESTS = {("serial", 8): 16, ("batched", 1): 4, ("batched", 8): 32, ("batched", 32): 64}
 
 
 @dataclass
 class Level:
+    """One (mode, clients) level, accumulated over the rounds it ran in."""
+
     mode: str
     clients: int
-    requests: int
-    errors: int
-    p50_ms: float
-    p95_ms: float
-    seconds: float
-    tokens: int
-    mean_batch: float
+    latencies: list = field(default_factory=list)
+    errors: int = 0
+    seconds: float = 0.0
+    tokens: int = 0
+    batch_sum: float = 0.0
+    batch_count: int = 0
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies)
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
 
     def row(self) -> str:
-        return (f"| {self.mode} | {self.clients} | {self.requests} | {self.errors} | {self.p50_ms:.0f} | "
-                f"{self.p95_ms:.0f} | {self.rps:.2f} | {self.tokens / self.seconds:.1f} | {self.mean_batch:.1f} |")
+        mean_batch = self.batch_sum / self.batch_count if self.batch_count else 0.0
+        return (f"| {self.mode} | {self.clients} | {self.requests} | {self.errors} | "
+                f"{1000 * percentile(self.latencies, 0.5):.0f} | {1000 * percentile(self.latencies, 0.95):.0f} | "
+                f"{self.rps:.2f} | {self.tokens / self.seconds:.1f} | {mean_batch:.1f} |")
 
 
 def free_port() -> int:
@@ -132,13 +140,12 @@ def server_counts(url: str) -> tuple[int, float, int]:
             int(value("writetune_batch_size_count")))
 
 
-async def drive(url: str, mode: str, clients: int, total: int, timeout: float) -> Level:
-    latencies: list[float] = []
-    errors = 0
+async def drive(url: str, level: Level, total: int, timeout: float) -> None:
+    """`level.clients` clients send `total` requests between them; the results are added to `level`."""
     next_index = 0
 
     async def client(http: httpx.AsyncClient) -> None:
-        nonlocal errors, next_index
+        nonlocal next_index
         while next_index < total:
             index, next_index = next_index, next_index + 1
             body = {"task": "grammar", "text": SENTENCES[index % len(SENTENCES)]}
@@ -148,41 +155,19 @@ async def drive(url: str, mode: str, clients: int, total: int, timeout: float) -
                 ok = response.status_code == 200 and "edits" in response.json()
             except (httpx.HTTPError, ValueError):
                 ok = False
-            latencies.append(time.perf_counter() - started)
-            errors += not ok
+            level.latencies.append(time.perf_counter() - started)
+            level.errors += not ok
 
     before = server_counts(url)
-    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    limits = httpx.Limits(max_connections=level.clients + 4, max_keepalive_connections=level.clients + 4)
     async with httpx.AsyncClient(base_url=url, timeout=timeout + 30, limits=limits) as http:
         started = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        seconds = time.perf_counter() - started
+        await asyncio.gather(*(client(http) for _ in range(level.clients)))
+        level.seconds += time.perf_counter() - started
     after = server_counts(url)
-    batches = after[2] - before[2]
-    return Level(mode, clients, total, errors, 1000 * percentile(latencies, 0.5), 1000 * percentile(latencies, 0.95),
-                 seconds, after[0] - before[0], (after[1] - before[1]) / batches if batches else 0.0)
-
-
-def run_mode(args, mode: str, max_batch_size: int, client_levels: list[int]) -> list[Level]:
-    server = ServerProcess(args, max_batch_size)
-    try:
-        started = time.perf_counter()
-        server.wait_ready()
-        print(f"# {mode} server (max batch {max_batch_size}) ready in {time.perf_counter() - started:.0f} s",
-              flush=True)
-        warm = asyncio.run(drive(server.url, mode, 2, 2, args.timeout))  # spaCy/ERRANT load, first-call costs
-        if warm.errors:
-            print(f"# warning: {warm.errors} warm-up requests failed", flush=True)
-        levels = []
-        for clients in client_levels:
-            total = args.requests or (QUICK_REQUESTS.get((mode, clients)) if args.quick else None) or \
-                max(args.min_requests, args.per_client * clients)
-            level = asyncio.run(drive(server.url, mode, clients, total, args.timeout))
-            print(level.row(), flush=True)
-            levels.append(level)
-        return levels
-    finally:
-        server.stop()
+    level.tokens += after[0] - before[0]
+    level.batch_sum += after[1] - before[1]
+    level.batch_count += after[2] - before[2]
 
 
 def main() -> None:
@@ -203,7 +188,7 @@ def main() -> None:
                         "0 leaves torch's default)")
     parser.add_argument("--quick", action="store_true", help="fewer requests (QUICK_REQUESTS) and serial serving at "
                         "8 clients only: finishes in under 5 minutes")
-    parser.add_argument("--only", choices=("serial", "batched"), help="run one server only (for tuning)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds the levels are interleaved in")
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
     serial_default = "8" if args.quick else "1,8"
@@ -211,14 +196,36 @@ def main() -> None:
 
     started = time.perf_counter()
     print(f"# model={args.model} window_ms={args.window_ms:g} max_new_tokens={args.max_new_tokens} "
-          f"threads={args.threads or 'default'} cpu_count={os.cpu_count()} quick={args.quick}", flush=True)
+          f"threads={args.threads or 'default'} rounds={args.rounds} cpu_count={os.cpu_count()} quick={args.quick}",
+          flush=True)
+    servers = {}
+    try:
+        for mode, batch in (("serial", 1), ("batched", args.max_batch_size)):
+            servers[mode] = ServerProcess(args, batch)
+            servers[mode].wait_ready()
+            warm = Level(mode, 2)
+            asyncio.run(drive(servers[mode].url, warm, 2, args.timeout))  # spaCy/ERRANT load, first-call costs
+            print(f"# {mode} server (max batch {batch}) ready and warm after {time.perf_counter() - started:.0f} s"
+                  + (f"; {warm.errors} warm-up requests failed" if warm.errors else ""), flush=True)
+        levels = [Level("serial", c) for c in serial_clients] + [Level("batched", c) for c in args.clients]
+        # Rounds interleave the levels, so load from other jobs on the machine falls on both servers alike.
+        for round_ in range(args.rounds):
+            for level in levels:
+                total = (args.requests or (QUICK_REQUESTS.get((level.mode, level.clients)) if args.quick else 0)
+                         or max(args.min_requests, args.per_client * level.clients))
+                asyncio.run(drive(servers[level.mode].url, level, max(1, total // args.rounds), args.timeout))
+            print(f"# round {round_ + 1}/{args.rounds} done after {time.perf_counter() - started:.0f} s", flush=True)
+    finally:
+        for server in servers.values():
+            server.stop()
+
     print("| mode | clients | requests | errors | p50 ms | p95 ms | req/s | tokens/s | mean batch |")
-    print("|---|---|---|---|---|---|---|---|---|", flush=True)
-    serial = run_mode(args, "serial", 1, serial_clients) if args.only != "batched" else []
-    batched = run_mode(args, "batched", args.max_batch_size, args.clients) if args.only != "serial" else []
-    if not serial or not batched:
-        return
-    errors = sum(level.errors for level in serial + batched)
+    print("|---|---|---|---|---|---|---|---|---|")
+    for level in levels:
+        print(level.row())
+    serial = [level for level in levels if level.mode == "serial"]
+    batched = [level for level in levels if level.mode == "batched"]
+    errors = sum(level.errors for level in levels)
     by_clients = {level.clients: level for level in serial}
     speedups = {b.clients: b.rps / by_clients[b.clients].rps for b in batched if b.clients in by_clients}
     for clients, ratio in speedups.items():
@@ -231,7 +238,7 @@ def main() -> None:
     at8 = next((b for b in batched if b.clients == 8), batched[-1])
     speedup = speedups.get(at8.clients, float("nan"))
     print(f"# total {time.perf_counter() - started:.0f} s")
-    print(f"errors={errors} batching_speedup={speedup:.2f} p95_ms={at8.p95_ms:.0f}")
+    print(f"errors={errors} batching_speedup={speedup:.2f} p95_ms={1000 * percentile(at8.latencies, 0.95):.0f}")
 
 
 if __name__ == "__main__":
