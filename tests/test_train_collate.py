@@ -146,3 +146,26 @@ def test_loss_and_gradients_do_not_depend_on_accumulation(tmp_path, tiny_model_d
         for name, grad in grads[0].items():
             torch.testing.assert_close(other[name], grad, rtol=1e-5, atol=1e-7)
     assert losses[1] == pytest.approx(losses[0], rel=1e-6) and losses[2] == pytest.approx(losses[0], rel=1e-6)
+
+
+def test_varlen_attention_matches_causal_sdpa_per_example():
+    """Both branches (matmul for short examples, SDPA for long ones), with grouped-query heads."""
+    from types import SimpleNamespace
+
+    from writetune.train.attention import MATH_MAX_LEN, _varlen_attention
+
+    torch.manual_seed(0)
+    lens = [5, MATH_MAX_LEN + 40, 37]
+    total, heads, kv_heads, dim = sum(lens), 6, 2, 8
+    q = torch.randn(1, heads, total, dim)
+    k = torch.randn(1, kv_heads, total, dim)
+    v = torch.randn(1, kv_heads, total, dim)
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
+    module = SimpleNamespace(num_key_value_groups=heads // kv_heads, is_causal=True, training=True)
+    out, _ = _varlen_attention(module, q, k, v, None, scaling=dim ** -0.5, cu_seq_lens_q=cu, cu_seq_lens_k=cu)
+    assert out.shape == (1, total, heads, dim)
+    for start, end in zip(cu[:-1].tolist(), cu[1:].tolist()):
+        ref = torch.nn.functional.scaled_dot_product_attention(
+            q[:, :, start:end], k[:, :, start:end].repeat_interleave(3, 1), v[:, :, start:end].repeat_interleave(3, 1),
+            is_causal=True)
+        torch.testing.assert_close(out[:, start:end], ref.transpose(1, 2), rtol=1e-4, atol=1e-5)
