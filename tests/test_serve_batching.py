@@ -3,6 +3,7 @@ stay the same as one-at-a-time, and max_batch_size=1 serves one request per call
 
 import asyncio
 import threading
+import time
 
 import httpx
 import pytest
@@ -100,14 +101,43 @@ def test_max_batch_size_one_is_serial(tiny_engine):
     assert spy.calls == [1, 1, 1, 1] and set(spy.batch_sizes) == {1}
 
 
-def test_window_grows_only_under_concurrent_load():
-    from writetune.serve.batcher import Batcher
+def test_clients_coming_back_staggered_still_share_a_batch(tiny_engine):
+    """Answers leave one by one (each edit's typing holds a lock for 0.1 s, as ERRANT's does); the batch waits for
+    the clients still being answered instead of going out with the first one back."""
+    spy, engine = spy_engine(tiny_engine)
+    settings = ServeSettings(model="tiny", max_batch_size=8, batch_window_ms=5, max_batch_window_ms=3000)
+    app = create_app(engine, settings)
+    typer, lock = app.state.server.typer, threading.Lock()
+    typer.enabled = True
 
-    batcher = Batcher(engine=None, max_batch_size=8, window_s=0.01, max_window_s=0.25)
-    batcher._recent_batch_s = 3.0
-    assert batcher.window() == 0.01  # a lone client's request is not held back
-    batcher._recent_batch_requests = 4.0
-    assert batcher.window() == 0.25  # a tenth of a 3 s batch, capped
-    batcher._recent_batch_s = 0.5
-    assert batcher.window() == 0.05
-    assert Batcher(engine=None, max_batch_size=1, window_s=0.01).window() == 0.01
+    def slow_typing(source, target, edits, offset=0):
+        with lock:
+            time.sleep(0.1)
+        return list(edits)
+
+    typer.type_edits = slow_typing
+    with BackgroundServer(app) as url:
+        async def client(http, k):
+            for round_ in range(2):
+                response = await http.post("/v1/edit", json={"task": "grammar", "text": f"Sentence {k} {round_}."})
+                assert response.status_code == 200
+
+        async def scenario():
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+                await asyncio.gather(*(client(http, k) for k in range(4)))
+
+        asyncio.run(scenario())
+    assert spy.calls == [4, 4], spy.calls
+
+
+def test_a_lone_client_is_not_held_back(tiny_engine):
+    spy, engine = spy_engine(tiny_engine)
+    settings = ServeSettings(model="tiny", errant_types=False, batch_window_ms=5, max_batch_window_ms=5000)
+    with BackgroundServer(create_app(engine, settings)) as url:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            http.post("/v1/completions", json={"prompt": "Say hi.", "max_tokens": 2})
+            started = time.perf_counter()
+            for _ in range(3):
+                assert http.post("/v1/completions", json={"prompt": "Say hi.", "max_tokens": 2}).status_code == 200
+            elapsed = time.perf_counter() - started
+    assert spy.calls == [1, 1, 1, 1] and elapsed < 3.0  # nowhere near three 5 s windows

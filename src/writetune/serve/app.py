@@ -39,6 +39,7 @@ from writetune.serve.settings import ServeSettings
 log = logging.getLogger("writetune.serve")
 STATIC = Path(__file__).parent / "static"
 ALL_TASKS = ("grammaticality", "clarity")  # what task "all" runs, in order
+_GENERATING = ("/v1/chat/completions", "/v1/completions", "/v1/edit")
 _ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/tasks", "/v1/chat/completions", "/v1/completions",
            "/v1/edit")
 
@@ -133,6 +134,20 @@ class MetricsMiddleware:
             await self.app(scope, receive, counting_send)
         finally:
             self.metrics.observe_request(route, scope["method"], status[0], time.perf_counter() - started)
+
+
+class ActiveRequestsMiddleware:
+    """Tells the batcher which generating requests are inside the server, from arrival to the end of the answer."""
+
+    def __init__(self, app, batcher: Batcher):
+        self.app, self.batcher = app, batcher
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in _GENERATING:
+            return await self.app(scope, receive, send)
+        client = scope.get("client")
+        with self.batcher.active(tuple(client) if client else None):
+            await self.app(scope, receive, send)
 
 
 class AuthMiddleware:
@@ -306,6 +321,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
 
     app = FastAPI(title="writetune", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.server = server
+    app.add_middleware(ActiveRequestsMiddleware, batcher=server.batcher)  # innermost: after auth and body limit
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, api_key=settings.api_key)
     app.add_middleware(MetricsMiddleware, metrics=server.metrics)

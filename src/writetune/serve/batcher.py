@@ -1,16 +1,18 @@
 """Micro-batching: concurrent requests wait a few milliseconds in a bounded asyncio queue and are generated together.
 
 One collector task takes the first waiting job, then keeps taking jobs until the batch holds `max_batch_size`
-generation requests or the batching window has passed. Under concurrent load (recent batches held more than one
-request on average) the window grows to a tenth of the recent batch time, up to `max_window_s`: closed-loop clients
-come back staggered by their own response handling, and waiting a little for them costs far less than generating a
-batch of one and then another. Likewise each job that joins a batch keeps the window open for another `window_s`
-(up to `max_window_s` in all), so a burst arriving at an idle server goes out as one batch. With one client at a
-time the window stays at `window_s`, so a lone request is not delayed. The batch runs on one dedicated worker thread (the
-generator is not re-entrant, and one model call at a time is what a CPU or single GPU does best), while new jobs
-queue up behind it. Jobs whose decoding settings differ are generated in separate groups of the same batch. A full
-queue refuses new jobs at once (`QueueFull`, with a suggested retry delay), a job not answered within its timeout is
-abandoned (`RequestTimeout`), and a generator error fails only the jobs of that group (`GenerationError`).
+generation requests or the batching window has closed, and runs the batch on one dedicated worker thread (the
+generator is not re-entrant, and one model call at a time is what a CPU or single GPU does best) while new jobs queue
+up behind it. The window is `window_s` after the first job, and after each job that joins (a burst arriving at an idle
+server goes out as one batch). It stays open longer, up to `max_window_s`, while other requests are still inside the
+server (being answered, e.g. their edits typed) or were just answered on a connection that has not sent its next
+request yet: closed-loop clients come back staggered by their answers' handling, and waiting a few hundred
+milliseconds for them costs far less than generating a batch of one and then another. A lone client's next request
+arrives on the connection it is expected on, so it is never held back beyond `window_s`.
+
+Jobs whose decoding settings differ are generated in separate groups of the same batch. A full queue refuses new
+jobs at once (`QueueFull`, with a suggested retry delay), a job not answered within its timeout is abandoned
+(`RequestTimeout`), and a generator error fails only the jobs of that group (`GenerationError`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -58,7 +61,7 @@ class _Job:
 class Batcher:
     """The micro-batching queue in front of one engine. `start()` and `stop()` run inside the serving event loop."""
 
-    def __init__(self, engine: Engine, *, max_batch_size: int = 8, window_s: float = 0.01, max_window_s: float = 0.25,
+    def __init__(self, engine: Engine, *, max_batch_size: int = 8, window_s: float = 0.01, max_window_s: float = 0.5,
                  max_queue: int = 64, metrics: ServerMetrics | None = None):
         self.engine = engine
         self.max_batch_size = max_batch_size
@@ -73,7 +76,8 @@ class Batcher:
         self._executor: ThreadPoolExecutor | None = None
         self._inflight = 0
         self._recent_batch_s = 1.0
-        self._recent_batch_requests = 1.0  # moving average of generation requests per batch
+        self._active = 0  # HTTP requests inside the server that generate (see `active`)
+        self._returning: dict = {}  # connection -> until when its client is expected back with its next request
 
     async def start(self) -> None:
         self._queue = asyncio.Queue(maxsize=self.max_queue)
@@ -95,11 +99,27 @@ class Batcher:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def window(self) -> float:
-        """How long a batch waits for company now (see the module docstring)."""
-        if self.max_batch_size > 1 and self._recent_batch_requests > 1.25:
-            return max(self.window_s, min(self.max_window_s, 0.1 * self._recent_batch_s))
-        return self.window_s
+    @contextmanager
+    def active(self, connection=None) -> Iterator[None]:
+        """Wrap the handling of an HTTP request that generates, from arrival to answer (event-loop thread only).
+        `connection` (the client's address and port) marks the connection as expected back for `max_window_s` after
+        its answer, until its next request arrives: a closed-loop client sends that at once."""
+        self._returning.pop(connection, None)
+        self._active += 1
+        try:
+            yield
+        finally:
+            self._active -= 1
+            if connection is not None:
+                self._returning[connection] = time.monotonic() + self.max_window_s
+
+    def others_inside(self, batched_jobs: int) -> int:
+        """Requests inside the server, or answered a moment ago on a connection whose next request has not come
+        yet, that are neither in the batch being collected nor in the queue."""
+        now = time.monotonic()
+        for connection in [c for c, until in self._returning.items() if until <= now]:
+            del self._returning[connection]
+        return self._active + len(self._returning) - batched_jobs - self.queue_depth()
 
     def queue_depth(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
@@ -135,23 +155,24 @@ class Batcher:
         while True:
             batch = [await self._queue.get()]
             size = len(batch[0].requests)
-            opened = loop.time()
-            deadline = opened + self.window()
+            opened = last = loop.time()
             while size < self.max_batch_size:
                 try:
                     job = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
-                    remaining = deadline - loop.time()
+                    closes = min(opened + self.max_window_s, last + self.window_s)
+                    if self.max_batch_size > 1 and self.others_inside(len(batch)) > 0:
+                        closes = opened + self.max_window_s
+                    remaining = closes - loop.time()
                     if remaining <= 0:
                         break
-                    try:
-                        job = await asyncio.wait_for(self._queue.get(), remaining)
+                    try:  # wake at least every window_s to look at the other requests again
+                        job = await asyncio.wait_for(self._queue.get(), min(remaining, max(self.window_s, 0.005)))
                     except asyncio.TimeoutError:
-                        break
+                        continue
                 batch.append(job)
                 size += len(job.requests)
-                # a burst is still arriving: keep the window open a little longer (never past max_window_s)
-                deadline = max(deadline, min(opened + self.max_window_s, loop.time() + self.window_s))
+                last = loop.time()
             await self._run(batch)
 
     async def _run(self, batch: list[_Job]) -> None:
@@ -176,7 +197,6 @@ class Batcher:
             finally:
                 self._inflight = 0
             self._recent_batch_s = 0.5 * self._recent_batch_s + 0.5 * (time.monotonic() - started)
-            self._recent_batch_requests = 0.7 * self._recent_batch_requests + 0.3 * len(requests)
             pos = 0
             for job in jobs:
                 answer, pos = outputs[pos:pos + len(job.requests)], pos + len(job.requests)

@@ -24,8 +24,8 @@ class ServeSettings(BaseModel):
     default_max_tokens: int = Field(256, ge=1, description="max_tokens of a chat completion that names none")
     max_batch_size: int = Field(8, ge=1, description="generation requests per model batch (1: serial serving)")
     batch_window_ms: float = Field(10.0, ge=0, le=10_000, description="how long a batch waits for company")
-    max_batch_window_ms: float = Field(250.0, ge=0, le=10_000, description="under concurrent load the window grows "
-                                       "to a tenth of the recent batch time, up to this (<= batch_window_ms: fixed)")
+    max_batch_window_ms: float = Field(500.0, ge=0, le=10_000, description="while other requests are still being "
+                                       "answered, a batch waits for their clients to come back, up to this long")
     max_queue: int = Field(64, ge=1, description="jobs waiting for the generator: 503 with Retry-After beyond")
     request_timeout_s: float = Field(120.0, gt=0, description="a request still unanswered after this gets 504")
     errant_types: bool = Field(True, description="type grammar edits with ERRANT (spaCy model, loaded offline)")
