@@ -130,21 +130,33 @@ class TokenizationPolicy:
     def apply(self, output: str) -> str:
         text = " ".join(output.split())
         if self.hypothesis.startswith("ptb"):
-            text = tokenize_ptb(text, split_hyphens=self.hypothesis == "ptb+hyphens")
+            text = tokenize_ptb(text, split_hyphens="+hyphens" in self.hypothesis)
+            if "+possessive" in self.hypothesis:  # the WNC sample writes the possessive as "kgb ' s"
+                text = _POSSESSIVE.sub("' s", text)
         return text.lower() if self.lowercase else text
 
     def describe(self) -> str:
         return f"input:{self.input}|hyp:{self.hypothesis}" + ("+lowercased" if self.lowercase else "")
 
 
+_POSSESSIVE = re.compile(r"(?<!\S)'s(?!\S)")
+
+
 def tokenization_policy(evalset: EvalSet, examples: Sequence[Example]) -> TokenizationPolicy:
-    """The policy of a set: from its registered tokenisation, CWEB's hyphen splitting, and lower-cased references."""
+    """The policy of a set: its registered tokenisation (`ptb` or `raw`), refined by the conventions of its files:
+    CWEB (spaCy) and the WNC sample split intra-word hyphens, the WNC sample also splits the possessive, and
+    lower-cased references get lower-cased hypotheses. Measured on the copy system, the refinements raise the share
+    of sources that survive detokenisation and re-tokenisation unchanged from 55 to 85 of the 100 on `wnc_dev`."""
     refs = [r for e in examples for r in e.references]
     lowercase = bool(refs) and all(r == r.lower() for r in refs) and any(r != r.upper() for r in refs)
-    if evalset.tokenization == "ptb":
-        hyphens = evalset.name.startswith("cweb")
-        return TokenizationPolicy("detokenized", "ptb+hyphens" if hyphens else "ptb", lowercase)
-    return TokenizationPolicy("raw", "raw", lowercase)
+    if evalset.tokenization != "ptb":
+        return TokenizationPolicy("raw", "raw", lowercase)
+    hypothesis = "ptb"
+    if isinstance(evalset.source, WncPrePostSource):
+        hypothesis = "ptb+hyphens+possessive"
+    elif any(f.startswith("cweb/") for f in evalset.files):
+        hypothesis = "ptb+hyphens"
+    return TokenizationPolicy("detokenized", hypothesis, lowercase)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -208,7 +220,7 @@ class EvalConfig:
     strict: bool = False
     limit: int | None = None
     bootstrap: int = 1000
-    batch_size: int = 32
+    batch_size: int = 64
     dtype: str = "auto"
     backend: str = "auto"
     device: str = "auto"
@@ -217,6 +229,7 @@ class EvalConfig:
     sets: list[str] | None = None
     seed: int = 12345
     chunk: int = 256  # requests per generation call; predictions are saved after each
+    threads: int | None = None  # torch CPU threads (None: torch's default)
 
     def __post_init__(self):
         self.data_dir = Path(self.data_dir)
@@ -227,6 +240,8 @@ class EvalConfig:
             raise EvalConfigError("--bootstrap must be 0 (no intervals) or more")
         if self.batch_size < 1 or self.chunk < 1:
             raise EvalConfigError("--batch-size must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise EvalConfigError("--threads must be at least 1")
         if not self.data_dir.is_dir():
             raise EvalConfigError(f"--data-dir {self.data_dir}: not a directory")
 
@@ -509,6 +524,10 @@ class Evaluation:
     def run(self) -> dict[str, Any]:
         config = self.config
         started = time.perf_counter()
+        if config.threads:
+            import torch
+
+            torch.set_num_threads(config.threads)
         sets, skipped = self.select_sets()
         data = {}
         for evalset in sets:
@@ -575,6 +594,7 @@ class Evaluation:
                 "data_dir": str(config.data_dir), "limit": config.limit, "bootstrap": config.bootstrap,
                 "bootstrap_seed": config.seed, "batch_size": config.batch_size, "shots": config.shots,
                 "max_new_tokens": config.max_new_tokens, "decodings": list(config.decodings),
+                "threads": config.threads,
             },
             "timing": {"wall_seconds": round(time.perf_counter() - started, 1), "generation": self.timing},
             "task_order": [t.name for t in all_tasks()],
