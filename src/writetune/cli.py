@@ -277,12 +277,13 @@ def eval_command(
     strict: Annotated[bool, typer.Option(help="Fail when a set's file is missing instead of skipping it.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="At most N items per set.")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples (CIs and significance).")] = 1000,
-    batch_size: Annotated[int, typer.Option(min=1, help="Sequences decoded together.")] = 32,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sequences decoded together.")] = 64,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     backend: Annotated[str, typer.Option(help="auto (transformers), vllm, llamacpp or openai.")] = "auto",
     shots: Annotated[int, typer.Option(min=1, help="Examples in a few-shot:SPEC prompt.")] = 3,
     sets: Annotated[list[str] | None, typer.Option("--set", help="Only this set (repeatable).")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    threads: Annotated[int | None, typer.Option(min=1, help="Torch CPU threads (default: torch's choice).")] = None,
 ):
     """Evaluate systems on a suite: results.json, predictions/, report.md, results.csv and plots/ in --out."""
     from writetune.evaluate import EvalConfig, run_evaluation
@@ -294,7 +295,8 @@ def eval_command(
             raise ValueError("no data directory: give --data-dir or set WRITETUNE_DATA")
         config = EvalConfig(models=model, data_dir=directory, out=out, suite=suite, decodings=decoding.split(","),
                             baseline=baseline, strict=strict, limit=limit, bootstrap=bootstrap, batch_size=batch_size,
-                            dtype=dtype, backend=backend, shots=shots, sets=sets, max_new_tokens=max_new_tokens)
+                            dtype=dtype, backend=backend, shots=shots, sets=sets, max_new_tokens=max_new_tokens,
+                            threads=threads)
         document = run_evaluation(config, log=lambda line: err_console.print(line, highlight=False, markup=False))
     console.print(markdown_table(document), highlight=False, markup=False, soft_wrap=True)
     for item in document["skipped"]:
