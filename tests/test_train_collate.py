@@ -169,3 +169,27 @@ def test_varlen_attention_matches_causal_sdpa_per_example():
             q[:, :, start:end], k[:, :, start:end].repeat_interleave(3, 1), v[:, :, start:end].repeat_interleave(3, 1),
             is_causal=True)
         torch.testing.assert_close(out[:, start:end], ref.transpose(1, 2), rtol=1e-4, atol=1e-5)
+
+
+def test_edit_weights_move_weight_onto_edits(tok):
+    from writetune.train.collate import Record, edit_weights, tokenize_records
+
+    fmt = chatml()
+    ex = tokenize_example(tok, fmt, "Fix the grammar in this sentence:", "She go to school every day.",
+                          "She goes to school every day.")
+    weights = edit_weights(ex.ids[: ex.n_prompt], ex.ids[ex.n_prompt:], 3.0)
+    assert weights is not None and len(weights) == ex.n_response
+    assert sum(weights) == pytest.approx(ex.n_response)
+    heavy = [tok.decode([t]) for t, w in zip(ex.ids[ex.n_prompt:], weights) if w > 1]
+    assert heavy and "".join(heavy).strip() in "goes"  # only (part of) the edited word is up-weighted
+    assert weights[-1] < 1  # the stop token counts as copied
+    same = tokenize_example(tok, fmt, "Fix:", "She goes to school.", "She goes to school.")
+    assert edit_weights(same.ids[: same.n_prompt], same.ids[same.n_prompt:], 3.0) is None  # unchanged pair
+    records = [Record("1", "grammaticality", "Fix the grammar in this sentence:", "She go to school every day.",
+                      "She goes to school every day."),
+               Record("2", "generic", "Answer the following.", "She go to school.", "She goes to school.")]
+    weighted = tokenize_records(tok, fmt, records, edit_weight=3.0)
+    assert weighted[0].weights is not None and weighted[1].weights is None  # generic data is never re-weighted
+    batch = collate(weighted)
+    assert batch.weights is not None and batch.weights.shape == batch.targets.shape
+    assert batch.weights.sum().item() == pytest.approx(batch.n_targets)

@@ -50,6 +50,7 @@ class TokenizedExample:
     ids: tuple[int, ...]
     n_prompt: int
     task: str = ""
+    weights: tuple[float, ...] | None = None  # per response token (edit weighting); None: all 1
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -107,8 +108,57 @@ def tokenize_example(tokenizer, fmt: PromptFormat, instruction: str, input_text:
     return TokenizedExample(ids=tuple(prompt + response), n_prompt=len(prompt), task=task)
 
 
-def tokenize_records(tokenizer, fmt: PromptFormat, records: Sequence[Record]) -> list[TokenizedExample]:
-    return [tokenize_example(tokenizer, fmt, r.instruction, r.input, r.output, r.task) for r in records]
+def edit_weights(prompt: Sequence[int], response: Sequence[int], edit_weight: float) -> tuple[float, ...] | None:
+    """Per-token loss weights that shift an example's weight onto its edits (edit-weighted MLE, Junczys-Dowmunt et
+    al. 2018, which counters the copy bias of models trained on minimal-edit pairs).
+
+    Response tokens that are not part of a run copied from the prompt (difflib's longest matching blocks over token
+    ids) weigh `edit_weight`, copied tokens and the closing stop token weigh 1, and the weights are rescaled so they
+    sum to the response length: an example keeps its total weight (so the task balance of the mix is unchanged)
+    and only its edits count more. An example with no copied tokens (generic instructions) or no edits (an
+    unchanged pair) gets all ones (None)."""
+    from difflib import SequenceMatcher
+
+    n = len(response)
+    copied = [False] * n
+    matcher = SequenceMatcher(None, list(prompt), list(response[:-1]), autojunk=False)
+    for block in matcher.get_matching_blocks():
+        if block.size >= 2:  # a single shared token (a comma, "the") is not a copied span
+            for j in range(block.b, block.b + block.size):
+                copied[j] = True
+    copied[-1] = True  # the stop token is not an edit
+    n_copied = sum(copied)
+    if n_copied in (n, 1) or edit_weight == 1.0:
+        return None
+    raw = [1.0 if c else edit_weight for c in copied]
+    scale = n / sum(raw)
+    return tuple(w * scale for w in raw)
+
+
+def _is_writing_task(name: str) -> bool:
+    from writetune.tasks import UnknownTaskError, get_task
+
+    try:
+        return get_task(name).writing
+    except UnknownTaskError:
+        return True
+
+
+def tokenize_records(tokenizer, fmt: PromptFormat, records: Sequence[Record],
+                     edit_weight: float = 1.0) -> list[TokenizedExample]:
+    """Tokenise records; with `edit_weight` > 1 the responses of writing tasks get edit weights."""
+    from dataclasses import replace
+
+    examples = [tokenize_example(tokenizer, fmt, r.instruction, r.input, r.output, r.task) for r in records]
+    if edit_weight == 1.0:
+        return examples
+    out = []
+    for record, ex in zip(records, examples):
+        if record.input.strip() and _is_writing_task(record.task):
+            weights = edit_weights(ex.ids[:ex.n_prompt], ex.ids[ex.n_prompt:], edit_weight)
+            ex = replace(ex, weights=weights) if weights is not None else ex
+        out.append(ex)
+    return out
 
 
 @dataclass
@@ -123,6 +173,7 @@ class PackedBatch:
     cu_seq_lens: object  # IntTensor [n_examples + 1]
     max_length: int
     n_examples: int
+    weights: object = None  # FloatTensor [N] of per-target loss weights, or None (all 1)
 
     @property
     def n_tokens(self) -> int:
@@ -133,8 +184,9 @@ class PackedBatch:
         return int(self.targets.shape[0])
 
     def to(self, device) -> "PackedBatch":
-        for name in ("input_ids", "position_ids", "labels", "target_positions", "targets", "cu_seq_lens"):
-            setattr(self, name, getattr(self, name).to(device))
+        for name in ("input_ids", "position_ids", "labels", "target_positions", "targets", "cu_seq_lens", "weights"):
+            if getattr(self, name) is not None:
+                setattr(self, name, getattr(self, name).to(device))
         return self
 
     def model_kwargs(self) -> dict:
@@ -150,7 +202,8 @@ def collate(examples: Sequence[TokenizedExample]) -> PackedBatch:
     the same example, so no target ever crosses an example boundary."""
     import torch
 
-    ids, positions, labels, target_positions, targets, cu = [], [], [], [], [], [0]
+    ids, positions, labels, target_positions, targets, cu, weights = [], [], [], [], [], [0], []
+    weighted = any(ex.weights is not None for ex in examples)
     for ex in examples:
         offset = len(ids)
         ids.extend(ex.ids)
@@ -158,6 +211,8 @@ def collate(examples: Sequence[TokenizedExample]) -> PackedBatch:
         labels.extend(ex.labels())
         target_positions.extend(range(offset + ex.n_prompt - 1, offset + len(ex) - 1))
         targets.extend(ex.ids[ex.n_prompt:])
+        if weighted:
+            weights.extend(ex.weights if ex.weights is not None else [1.0] * ex.n_response)
         cu.append(len(ids))
     return PackedBatch(
         input_ids=torch.tensor([ids], dtype=torch.long),
@@ -168,6 +223,7 @@ def collate(examples: Sequence[TokenizedExample]) -> PackedBatch:
         cu_seq_lens=torch.tensor(cu, dtype=torch.int32),
         max_length=max((len(ex) for ex in examples), default=0),
         n_examples=len(examples),
+        weights=torch.tensor(weights, dtype=torch.float32) if weighted else None,
     )
 
 

@@ -98,10 +98,14 @@ def run_generation_eval(loaded, subsets: Sequence[TaskSubset], *, max_new_tokens
 
     generator = TransformersGenerator(loaded)
     decoding = DecodingConfig(strategy="greedy", max_new_tokens=max_new_tokens, batch_size=batch_size)
+    requests = [Request(r.instruction, r.input) for subset in subsets for r in subset.records]
+    outputs = generator.generate(requests, decoding)  # one call: batches group similar lengths across tasks
     results = {}
+    start = 0
     for subset in subsets:
-        outputs = generator.generate([Request(r.instruction, r.input) for r in subset.records], decoding)
-        result = score_outputs(subset.metric, outputs, subset.records)
-        result["samples"] = [{"input": r.input, "output": o} for r, o in zip(subset.records[:samples], outputs)]
+        mine = outputs[start:start + len(subset.records)]
+        start += len(subset.records)
+        result = score_outputs(subset.metric, mine, subset.records)
+        result["samples"] = [{"input": r.input, "output": o} for r, o in zip(subset.records[:samples], mine)]
         results[subset.task] = result
     return results

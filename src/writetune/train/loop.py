@@ -58,12 +58,16 @@ class TrainResult:
 
 
 def token_loss_sum(model, batch: PackedBatch, autocast):
-    """Sum of cross-entropy over the batch's response tokens (the LM head sees only those positions)."""
+    """Sum of cross-entropy over the batch's response tokens (the LM head sees only those positions), each token
+    weighted by its edit weight when the batch has them."""
     import torch
 
     with autocast():
         logits = model(**batch.model_kwargs()).logits
-    return torch.nn.functional.cross_entropy(logits[0].float(), batch.targets, reduction="sum")
+    if batch.weights is None:
+        return torch.nn.functional.cross_entropy(logits[0].float(), batch.targets, reduction="sum")
+    losses = torch.nn.functional.cross_entropy(logits[0].float(), batch.targets, reduction="none")
+    return (losses * batch.weights).sum()
 
 
 def lr_lambda(schedule, total_steps: int):
@@ -129,6 +133,8 @@ class Trainer:
         if bf16 and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ValueError("precision: bf16, but this GPU does not support bfloat16; use precision: fp32")
         self.autocast = lambda: torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16)
+        if self.recipe.threads:
+            torch.set_num_threads(self.recipe.threads)
         torch.manual_seed(self.recipe.seed)
 
     def setup_run_dir(self) -> None:
@@ -205,7 +211,7 @@ class Trainer:
         r = self.recipe
         data = Path(r.data)
         records = read_records(data / "train.jsonl")
-        examples = tokenize_records(self.tokenizer, self.fmt, records)
+        examples = tokenize_records(self.tokenizer, self.fmt, records, edit_weight=r.edit_weight)
         limit = r.batch.example_limit
         self.dropped = sum(1 for ex in examples if len(ex) > limit)
         self.train = [ex for ex in examples if len(ex) <= limit]

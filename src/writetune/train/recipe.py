@@ -19,7 +19,7 @@ from writetune.config import ConfigError, read_yaml_mapping, validation_message
 LLAMA_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # keys whose change would make a resumed run differ from the run it continues
 TRAINING_KEYS = ("model", "data", "method", "lora", "optimizer", "schedule", "batch", "epochs", "max_steps", "seed",
-                 "precision", "gradient_checkpointing", "attention")
+                 "precision", "gradient_checkpointing", "attention", "edit_weight")
 
 
 class RecipeError(ConfigError):
@@ -151,7 +151,9 @@ class TrainRecipe(_Strict):
     seed: int = 0
     precision: Literal["fp32", "bf16"] = "bf16"
     gradient_checkpointing: bool = False
+    edit_weight: float = Field(3.0, ge=1.0)
     attention: Literal["varlen", "sdpa"] = "varlen"
+    threads: int | None = Field(None, ge=1)
     checkpoint: CheckpointSettings = Field(default_factory=CheckpointSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     log: LogSettings = Field(default_factory=LogSettings)
