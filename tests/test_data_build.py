@@ -306,6 +306,11 @@ def test_global_size_weights_and_caps(tmp_path, data):
     assert result.train == 30 and by_origin["alpaca"] == 4
     # alpaca's cap leaves 26 for gec : split : wnc = 1 : 3 : 1, and wnc has only 11 records left
     assert by_origin == {"alpaca": 4, "gec": 5, "split": 16, "wnc": 5}
+    # `weights` replaces sources' weights by name (how a recipe with `base` moves the proportions)
+    reweighted = write_recipe(tmp_path, data, sources=sources, size=30, dev={"fraction": 0.0},
+                              weights={"split": 1.0, "wnc": 0.0})
+    result = build_mix(reweighted, tmp_path / "out2")
+    assert result.manifest["counts"]["train_by_origin"] == {"alpaca": 4, "gec": 13, "split": 13}
 
 
 def test_quota_helpers():
@@ -329,6 +334,8 @@ def test_recipe_errors_name_the_file_and_the_key(tmp_path, data):
         ({"holdout_suites": ["nope"]}, "unknown suite 'nope'"),
         ({"sources": recipe_dict()["sources"][:1] * 2}, "source name 'gec' is used twice"),
         ({"exclude_tasks": ["grammaticality", "clarity", "neutralization", "generic"]}, "leave no source"),
+        ({"weights": {"nope": 1.0}}, "weights: no source named 'nope'"),
+        ({"weights": {"gec": -1.0}}, "weights: 'gec' must be at least 0"),
     ]
     for overrides, message in cases:
         path = write_recipe(tmp_path, data, **overrides)

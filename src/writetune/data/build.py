@@ -103,6 +103,7 @@ class Recipe(_Strict):
     base: str | None = None
     include_tasks: list[str] | None = None
     exclude_tasks: list[str] = []
+    weights: dict[str, float] = {}  # source name -> weight, replacing the source's own (e.g. over a base recipe's)
     sources: list[SourceEntry] = Field(min_length=1)
 
     @field_validator("unchanged_share_per_task")
@@ -140,6 +141,14 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _filter_and_check(self) -> "Recipe":
+        names = {entry.name for entry in self.sources}
+        for name, weight in self.weights.items():
+            if name not in names:
+                raise ValueError(f"weights: no source named '{name}' (sources: {', '.join(sorted(names))})")
+            if weight < 0:
+                raise ValueError(f"weights: '{name}' must be at least 0")
+        self.sources = [entry.model_copy(update={"weight": self.weights[entry.name]}) if entry.name in self.weights
+                        else entry for entry in self.sources]
         kept = [
             entry
             for entry in self.sources
