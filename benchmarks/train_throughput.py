@@ -87,8 +87,6 @@ def _select(data: Path, n: int, out: Path) -> Path:
 
 
 def run_writetune(args, mix: Path, workdir: Path) -> dict:
-    import torch
-
     from writetune.train.collate import collate
     from writetune.train.loop import Trainer, token_loss_sum
     from writetune.train.recipe import recipe_from_dict

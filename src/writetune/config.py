@@ -1,8 +1,9 @@
 """Reading YAML configuration files (recipes, task files) with errors that name the file and the line or the key.
 
-Every configuration loader reads through `read_yaml_mapping` and reports pydantic validation failures through
-`validation_message`, so a bad file reads the same whichever command was given it. Each loader passes its own error
-class (a ValueError subclass), which the CLI prints as one line.
+Every configuration loader reads through `read_yaml_mapping` (or `load_validated`, which also validates into a
+pydantic model) and reports pydantic validation failures through `validation_message`, so a bad file reads the same
+whichever command was given it. Each loader passes its own error class (a ValueError subclass), which the CLI prints
+as one line.
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ def read_yaml_mapping(path: str | Path, *, what: str, keys_hint: str, error: typ
     if not isinstance(data, dict):
         raise error(f"{path}: expected a mapping with keys {keys_hint}")
     return data
+
+
+def load_validated(path: str | Path, model, *, what: str, keys_hint: str, error: type[ValueError] = ConfigError):
+    """Read a YAML mapping and validate it into the pydantic `model`; any failure raises `error` naming the file."""
+    data = read_yaml_mapping(path, what=what, keys_hint=keys_hint, error=error)
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise error(validation_message(path, err)) from err
 
 
 def validation_message(where: str | Path, err: ValidationError, *, unknown_key: str | None = None,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from writetune.atomic import write_text_atomic
 
 PROMPT_FORMAT_FILE = "prompt_format.json"
 DEFAULT_SYSTEM = "You are a helpful writing assistant."
@@ -125,14 +126,7 @@ def format_for_tokenizer(tokenizer) -> PromptFormat:
 
 def save_prompt_format(fmt: PromptFormat, directory: str | os.PathLike) -> Path:
     """Write `prompt_format.json` into a model directory (atomically)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / PROMPT_FORMAT_FILE
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".prompt_format.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(fmt.to_json())
-    os.replace(tmp, target)
-    return target
+    return write_text_atomic(Path(directory) / PROMPT_FORMAT_FILE, fmt.to_json())
 
 
 def load_prompt_format(directory: str | os.PathLike) -> PromptFormat | None:

@@ -12,9 +12,10 @@ import csv
 import io
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from writetune.atomic import write_text_atomic
 
 REPORT_FILE = "report.md"
 CSV_FILE = "results.csv"
@@ -183,13 +184,24 @@ def markdown_report(document: dict, plots: dict[str, str] | None = None) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _primary_columns(document: dict) -> list[dict]:
+def primary_columns(document: dict) -> list[dict]:
     seen, out = set(), []
     for col in columns(document):
         if col["set"] not in seen:
             seen.add(col["set"])
             out.append(col)
     return out
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, save (PNG, 120 dpi, creating the directory) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def plot_scores(document: dict, path: Path) -> Path:
@@ -199,7 +211,7 @@ def plot_scores(document: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = _primary_columns(document)
+    cols = primary_columns(document)
     systems = list(document["systems"])
     width = 0.8 / max(len(systems), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(cols) + 2), 4.8))
@@ -229,11 +241,7 @@ def plot_scores(document: dict, path: Path) -> Path:
     ax.set_title(f"Suite {document.get('suite')}: scores with 95% bootstrap intervals")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", linewidth=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def task_deltas(document: dict) -> dict[str, dict[str, float]]:
@@ -245,7 +253,7 @@ def task_deltas(document: dict) -> dict[str, dict[str, float]]:
         if system == baseline:
             continue
         per_task: dict[str, list[float]] = {}
-        for col in _primary_columns(document):
+        for col in primary_columns(document):
             mine = cell(document, system, col["set"], col["metric"])
             base = cell(document, baseline, col["set"], col["metric"])
             if mine is None or base is None:
@@ -288,19 +296,7 @@ def plot_deltas(document: dict, path: Path) -> Path | None:
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", linewidth=0.3)
     ax.margins(y=0.15)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    return save_figure(fig, path)
 
 
 def write_report(document: dict, out: str | os.PathLike) -> dict[str, Path]:
@@ -316,7 +312,7 @@ def write_report(document: dict, out: str | os.PathLike) -> dict[str, Path]:
             paths["delta_plot"] = delta
             plots["Per-task change against the baseline"] = f"{PLOTS_DIR}/{DELTA_PLOT}"
     paths["csv"] = out / CSV_FILE
-    _atomic_write(paths["csv"], csv_text(document))
+    write_text_atomic(paths["csv"], csv_text(document))
     paths["markdown"] = out / REPORT_FILE
-    _atomic_write(paths["markdown"], markdown_report(document, plots))
+    write_text_atomic(paths["markdown"], markdown_report(document, plots))
     return paths

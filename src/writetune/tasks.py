@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from writetune.config import ConfigError, read_yaml_mapping, validation_message
+from writetune.config import ConfigError, load_validated
 
 
 class UnknownTaskError(ValueError):
@@ -249,11 +249,8 @@ def register_task_file(path: str | Path, *, replace: bool = False) -> Task:
     """Register a task described by a YAML file (keys: name, description, instructions, metrics, eval_sets,
     aliases, writing). With `replace`, a task of the same name is overwritten."""
     path = Path(path)
-    data = read_yaml_mapping(path, what="task", keys_hint="name, description, instructions, ...", error=TaskFileError)
-    try:
-        spec = _TaskFile.model_validate(data)
-    except ValidationError as err:
-        raise TaskFileError(validation_message(path, err)) from err
+    spec = load_validated(path, _TaskFile, what="task", keys_hint="name, description, instructions, ...",
+                          error=TaskFileError)
     task = Task(
         name=spec.name,
         description=spec.description,

@@ -8,9 +8,9 @@ the logs of a killed-and-resumed run read like those of a run that was never int
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from writetune.atomic import write_text_atomic
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -33,11 +33,7 @@ def truncate_metrics(run_dir: str | Path, step: int) -> None:
     """Keep only records up to and including `step` (atomically)."""
     run_dir = Path(run_dir)
     rows = [row for row in read_metrics(run_dir) if row.get("step", 0) <= step]
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".metrics.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
-    os.replace(tmp, run_dir / METRICS_FILE)
+    write_text_atomic(run_dir / METRICS_FILE, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def _flatten(record: dict, prefix: str = "") -> dict[str, float]:
