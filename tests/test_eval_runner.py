@@ -78,9 +78,13 @@ def test_resume_does_not_regenerate(data, tmp_path):
     (out / "predictions" / "oracle.asset.jsonl").unlink()
     _, factory4 = run(data, out, sets=sets)
     assert factory4.built == [] and (out / "predictions" / "oracle.asset.jsonl").is_file()
+    # a run with a smaller --limit reuses answers and keeps the others on disk
+    _, factory5 = run(data, out, sets=sets, limit=2)
+    assert factory5.requests() == 0
+    assert len((out / "predictions" / "oracle.jfleg.jsonl").read_text().splitlines()) == len(GEC)
     # other settings (a different decoding) are not mistaken for the saved ones
-    _, factory5 = run(data, out, models=("oracle",), decodings=["beam2"], sets=sets)
-    assert factory5.requests() > 0
+    _, factory6 = run(data, out, models=("oracle",), decodings=["beam2"], sets=sets)
+    assert factory6.requests() > 0
 
 
 def test_shared_sources_are_generated_once(data, tmp_path):
@@ -179,6 +183,18 @@ def test_markdown_marks_the_best_per_column(data, tmp_path):
     csv_lines = (tmp_path / "out/results.csv").read_text().splitlines()
     assert csv_lines[0].startswith("system,task,set,metric,score,ci_low,ci_high")
     assert len(csv_lines) == 1 + 2 * 3
+
+
+def test_rows_can_be_named(data, tmp_path):
+    systems = parse_systems(["src=copy", "tuned=few-shot:runs/x", "runs/a=b"], ["greedy", "beam4"])
+    assert [(s.name, s.model, s.shots) for s in systems] == [
+        ("src", "copy", 0), ("tuned [greedy]", "runs/x", 3), ("tuned [beam4]", "runs/x", 3),
+        ("runs/a=b [greedy]", "runs/a=b", 0), ("runs/a=b [beam4]", "runs/a=b", 0)]
+    document, _ = run(data, tmp_path / "out", models=("gold=oracle", "src=copy"), sets=["jfleg"], baseline="src")
+    assert set(document["systems"]) == {"gold", "src"} and document["baseline"] == "src"
+    assert (tmp_path / "out/predictions/gold.jfleg.jsonl").is_file()
+    with pytest.raises(EvalConfigError, match="given twice"):
+        parse_systems(["a=copy", "a=oracle"])
 
 
 def test_bad_configurations_are_refused(data, tmp_path):

@@ -48,6 +48,11 @@ def test_adapter_directory_loads_onto_its_base(tiny_model_dir, tmp_path):
         expected = peft_model.eval()(ids).logits
         got = loaded.model(ids).logits
     assert torch.allclose(expected, got, atol=1e-5)
+    # merged for inference: a plain model (no LoRA layers left) with the adapter's outputs
+    merged = load_model(str(tmp_path / "adapter"), merge_adapter=True).model
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    with torch.no_grad():
+        assert torch.allclose(expected, merged(ids).logits, atol=1e-5)
 
 
 def test_run_directory_resolves_to_its_model(tiny_model_dir, tmp_path):

@@ -18,13 +18,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from writetune.atomic import write_text_atomic
 from writetune.data.readers import Example
 from writetune.data.sources import M2Source, ParallelSource, StsbCsvSource, WncPrePostSource
 from writetune.data.tokenization import match_key, tokenize_ptb
@@ -72,21 +72,32 @@ class System:
         return out
 
 
+_ROW_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.+-]*)=(.+)$")
+
+
+def split_row_name(spec: str) -> tuple[str, str]:
+    """`NAME=SPEC` gives a row its own name (`tuned=runs/quickstart`); a bare SPEC is named by itself."""
+    match = _ROW_NAME.match(spec.strip())
+    if match is None:
+        return spec.strip(), spec.strip()
+    return match.group(1), match.group(2).strip()
+
+
 def parse_systems(models: Sequence[str], decodings: Sequence[str] = ("greedy",), *, shots: int = 3,
                   **decoding_options) -> list[System]:
     """Systems from `--model` specs and `--decoding` names: one row per model and decoding strategy (`copy` gets
-    one row). `few-shot:SPEC` is SPEC with a `shots`-example prompt."""
+    one row). `few-shot:SPEC` is SPEC with a `shots`-example prompt; `NAME=SPEC` names the row NAME."""
     if not models:
         raise EvalConfigError("no --model given (a model spec, 'copy' or 'few-shot:SPEC')")
     names = [d.strip() for d in decodings if d.strip()] or ["greedy"]
     configs = [DecodingConfig.parse(name, **decoding_options) for name in names]
     systems: list[System] = []
-    for spec in models:
-        spec = spec.strip()
+    for given in models:
+        row, spec = split_row_name(given)
         if not spec:
             raise EvalConfigError("empty --model spec")
         if spec == COPY_SPEC:
-            systems.append(System(COPY_SPEC, COPY_SPEC))
+            systems.append(System(row, COPY_SPEC))
             continue
         k = 0
         model = spec
@@ -98,7 +109,7 @@ def parse_systems(models: Sequence[str], decodings: Sequence[str] = ("greedy",),
             if k < 1:
                 raise EvalConfigError(f"'{spec}': --shots must be at least 1 for a few-shot system")
         for decoding in configs:
-            name = spec if len(configs) == 1 else f"{spec} [{decoding.name}]"
+            name = row if len(configs) == 1 else f"{row} [{decoding.name}]"
             systems.append(System(name, model, decoding, k))
     seen = set()
     for system in systems:
@@ -264,18 +275,6 @@ class EvalConfig:
 # predictions on disk
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def predictions_path(out: Path, system: System, evalset: EvalSet) -> Path:
     return out / PREDICTIONS_DIR / f"{system.slug}.{evalset.name}.jsonl"
 
@@ -295,8 +294,8 @@ def _read_predictions(path: Path, fingerprint: str) -> dict[str, dict]:
 
 
 def _write_predictions(path: Path, records: list[dict], meta: dict) -> None:
-    _atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    _atomic_write(path.with_suffix(".meta.json"), json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_text_atomic(path.with_suffix(".meta.json"), json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -498,8 +497,7 @@ class Evaluation:
                 for example, request in chunk:
                     memo[(request, system.decoding)] = answer[request]
                     records[example.id] = self._record(example, request.input, answer[request], data)
-                ordered = [records[e.id] for e in data.examples if e.id in records]
-                _write_predictions(path, ordered, meta)
+                _write_predictions(path, self._keep(data, records, done), meta)
             if bar is not None:
                 bar.close()
             seconds = time.perf_counter() - start
@@ -509,10 +507,17 @@ class Evaluation:
             }
         else:
             self.log(f"{system.name} / {data.evalset.name}: all {len(data.examples)} predictions reused")
-            _write_predictions(path, [records[e.id] for e in data.examples], meta)
+            _write_predictions(path, self._keep(data, records, done), meta)
         for record in records.values():
             memo.setdefault((Request(data.instruction, record["source"], shots), system.decoding), record["output"])
         return [records[e.id] for e in data.examples]
+
+    @staticmethod
+    def _keep(data: _SetData, records: dict[str, dict], saved: dict[str, dict]) -> list[dict]:
+        """What the predictions file holds: this run's records in set order, then saved records of items outside
+        this run (a run with a smaller --limit does not throw away a larger run's answers)."""
+        ordered = [records[e.id] for e in data.examples if e.id in records]
+        return ordered + [r for key, r in saved.items() if key not in records]
 
     @staticmethod
     def _record(example: Example, source: str, output: str, data: _SetData) -> dict:
@@ -599,7 +604,7 @@ class Evaluation:
             "timing": {"wall_seconds": round(time.perf_counter() - started, 1), "generation": self.timing},
             "task_order": [t.name for t in all_tasks()],
         }
-        _atomic_write(config.out / RESULTS_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(config.out / RESULTS_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
         from writetune.report import write_report
 
         write_report(document, config.out)

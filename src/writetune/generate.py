@@ -454,7 +454,8 @@ class _GreedyEngine:
                 n = min(_common_prefix(seqs), min(len(s) for s in seqs) - 1)
                 self.prefixes[g] = (n, self._prefix(seqs[0][:n]) if n > 0 else None)
             self.groups = groups
-            pending = sorted(range(len(encoded)), key=lambda i: (len(encoded[i]), -i))  # pop() = longest first
+            # pop() gives the longest prompt suffix (what a prefill computes) first
+            pending = sorted(range(len(encoded)), key=lambda i: (len(encoded[i]) - self.prefixes[groups[i]][0], -i))
             state: _BatchState | None = None
             refill = max(1, max_rows // 8)
             while pending or (state is not None and state.active):
@@ -472,12 +473,34 @@ class _GreedyEngine:
     def _admit(self, state: "_BatchState | None", take: list[int], encoded, budgets):
         """Drop finished rows, cut all-padding columns, prefill the `take` prompts and merge them in. Returns the
         new state (None when no row is left) and the rows that finished on their first token."""
-        t = self.torch
         kept = state.compact(self) if state is not None else None
         if kept is not None and not kept.rows:
             kept = None
-        if not take:
-            return kept, {}
+        parts, finished = [kept] if kept is not None else [], {}
+        for chunk in self._chunks(take, encoded):
+            part, done = self._prefill(chunk, encoded, budgets)
+            parts.append(part)
+            finished.update(done)
+        if not parts:
+            return None, finished
+        return (parts[0] if len(parts) == 1 else _BatchState.merge(parts, self)), finished
+
+    def _chunks(self, take: list[int], encoded) -> list[list[int]]:
+        """`take` (longest suffix first) cut into prefill batches whose suffixes are at least 80% as long as the
+        batch's longest, so that padding costs little; a batch of fewer than 8 prompts takes the next anyway."""
+        chunks: list[list[int]] = []
+        for i in take:
+            n = len(encoded[i]) - self.prefixes[self.groups[i]][0]
+            if chunks and (n >= 0.8 * chunks[-1][0][1] or len(chunks[-1]) < 8):
+                chunks[-1].append((i, n))
+            else:
+                chunks.append([(i, n)])
+        return [[i for i, _ in chunk] for chunk in chunks]
+
+    def _prefill(self, take: list[int], encoded, budgets):
+        """Prefill the prompt suffixes of `take` after their groups' prefix keys; returns their state and the rows
+        that finished on their first token."""
+        t = self.torch
         prefix = [self.prefixes[self.groups[i]] for i in take]
         suffixes = [list(encoded[i][p:]) for i, (p, _) in zip(take, prefix)]
         S = max(len(s) for s in suffixes)  # query columns
@@ -514,8 +537,7 @@ class _GreedyEngine:
         allowed |= t.eye(Pm + S, dtype=t.bool, device=self.device)[Pm:][None]
         first = self._forward(ids, pos, allowed, layers).max(-1).indices
         new = _BatchState(list(take), layers, valid, pos[:, -1] + 1, first, [budgets[i] for i in take])
-        finished = new.record(first.tolist(), self.stop)
-        return (new if kept is None else kept.merge(new, self)), finished
+        return new, new.record(first.tolist(), self.stop)
 
 
 class _BatchState:
@@ -585,27 +607,30 @@ class _BatchState:
         out.tokens = [self.tokens[r] for r in keep]
         return out
 
-    def merge(self, other: "_BatchState", engine: _GreedyEngine) -> "_BatchState":
-        """Stack the rows of `other` under these, right-aligned (the shorter one padded on the left)."""
+    @staticmethod
+    def merge(parts: list["_BatchState"], engine: _GreedyEngine) -> "_BatchState":
+        """The rows of all `parts` stacked, right-aligned (shorter ones padded on the left), in one copy."""
         t = engine.torch
-        la, lb = self.length, other.length
-        L = max(la, lb)
-        na, nb = len(self.rows), len(other.rows)
-        layers = engine.empty_layers(na + nb, L + engine.headroom)
-        valid = t.zeros((na + nb, L + engine.headroom), dtype=t.bool, device=self.valid.device)
-        for rows, src, n in ((slice(0, na), self, la), (slice(na, na + nb), other, lb)):
-            for new, old in zip(layers, src.layers):
+        L = max(part.length for part in parts)
+        total = sum(len(part.rows) for part in parts)
+        layers = engine.empty_layers(total, L + engine.headroom)
+        valid = t.zeros((total, L + engine.headroom), dtype=t.bool, device=parts[0].valid.device)
+        start = 0
+        for part in parts:
+            rows, n = slice(start, start + len(part.rows)), part.length
+            for new, old in zip(layers, part.layers):
                 for buf, old_buf in ((new.kbuf, old.kbuf), (new.vbuf, old.vbuf)):
                     buf[rows, :, : L - n] = 0
                     buf[rows, :, L - n: L] = old_buf[:, :, :n]
-            valid[rows, L - n: L] = src.valid[:, :n]
+            valid[rows, L - n: L] = part.valid[:, :n]
+            start += len(part.rows)
         for layer in layers:
             layer.length = L
-        out = _BatchState(self.rows + other.rows, layers, valid, t.cat([self.next_pos, other.next_pos]),
-                          t.cat([self.last, other.last]), self.budgets + other.budgets)
-        out.tokens = self.tokens + other.tokens
-        out.done = self.done + other.done
-        out.finished = self.finished + other.finished
+        out = _BatchState([r for p in parts for r in p.rows], layers, valid, t.cat([p.next_pos for p in parts]),
+                          t.cat([p.last for p in parts]), [b for p in parts for b in p.budgets])
+        out.tokens = [x for p in parts for x in p.tokens]
+        out.done = [x for p in parts for x in p.done]
+        out.finished = sum(p.finished for p in parts)
         return out
 
 
@@ -934,4 +959,4 @@ def make_generator(spec: str, backend: str = "auto", *, dtype: str = "auto", dev
         return LlamaCppGenerator(path, **options)
     from writetune.models import load_model
 
-    return TransformersGenerator(load_model(spec, dtype=dtype, device=device))
+    return TransformersGenerator(load_model(spec, dtype=dtype, device=device, merge_adapter=True))

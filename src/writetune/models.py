@@ -231,8 +231,12 @@ def _load_pretrained(resolved: ResolvedModel, dtype):
             AutoTokenizer.from_pretrained(resolved.path, **kwargs))
 
 
-def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu", cache: Path | None = None) -> LoadedModel:
-    """Load a spec as a ready-to-use model on `device`, with its tokenizer and prompt format."""
+def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu", cache: Path | None = None,
+               merge_adapter: bool = False) -> LoadedModel:
+    """Load a spec as a ready-to-use model on `device`, with its tokenizer and prompt format. With
+    `merge_adapter`, a LoRA adapter is merged into its base weights: the plain model that inference should run
+    (unmerged, every adapted layer runs two extra small matmuls per token; measured 2.5x slower per generated token
+    on CPU, docs/benchmarks.md)."""
     resolved = resolve(spec, cache=cache)
     torch_dtype = _torch_dtype(dtype)
     if resolved.kind == "adapter":
@@ -240,6 +244,8 @@ def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu", cache:
 
         model, tokenizer = _load_pretrained(resolved.base, torch_dtype)
         model = PeftModel.from_pretrained(model, resolved.path)
+        if merge_adapter:
+            model = model.merge_and_unload()
         fmt = load_prompt_format(resolved.path) or load_prompt_format(resolved.base.path)
     else:
         model, tokenizer = _load_pretrained(resolved, torch_dtype)

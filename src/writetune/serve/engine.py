@@ -35,7 +35,7 @@ class Engine:
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        loaded = load_model(spec, dtype=dtype, device=device)
+        loaded = load_model(spec, dtype=dtype, device=device, merge_adapter=True)
         return cls(TransformersGenerator(loaded), loaded.tokenizer, model_id or model_id_for(spec),
                    loaded.prompt_format)
 
