@@ -35,7 +35,8 @@ def test_run_builds_trains_evaluates_and_then_skips(tmp_path, tiny_model_dir, sh
     assert result.stages == {"data": "done", "train": "done", "eval": "done"}
     assert (out / "data" / "train.jsonl").is_file() and (out / "model").is_dir()
     systems = result.results["systems"]
-    assert set(systems) == {str(tiny_model_dir), "copy", str(out.resolve())}
+    assert set(systems) == {str(tiny_model_dir), "copy", "tuned"}
+    assert result.results["baseline"] == str(tiny_model_dir)
     for rows in systems.values():
         assert set(rows) == {"jfleg_dev", "asset_dev"}
     assert (out / "eval" / "report.md").is_file() and (out / "eval" / "results.json").is_file()
@@ -80,3 +81,14 @@ def test_bad_run_recipe_names_file_and_key(tmp_path):
 def test_shipped_quickstart_recipe_is_valid():
     recipe = load_run_recipe(REPO / "configs" / "quickstart.yaml")
     assert recipe.eval.suite == "writing-dev" and "copy" in recipe.eval.baselines
+
+
+def test_the_base_row_is_the_baseline_under_every_decoding(tmp_path):
+    from writetune.evaluate import parse_systems
+    from writetune.pipeline import EvalStage, eval_config
+
+    stage = EvalStage(baselines=["copy", "base"], decodings=["greedy", "beam4"])
+    config = eval_config(stage, ["tuned=runs/x"], "smollm2-135m", tmp_path, tmp_path / "eval")
+    names = [s.name for s in parse_systems(config.models, config.decodings)]
+    assert config.baseline == "smollm2-135m [greedy]" and config.baseline in names
+    assert names[-1] == "tuned [beam4]"

@@ -64,3 +64,22 @@ def test_two_processes_match_one_process_with_accumulation(tmp_path, tiny_model_
     for name in w1:
         torch.testing.assert_close(w2[name], w1[name], rtol=1e-4, atol=1e-6)
     assert any(w1[name].abs().sum() > 0 for name in w1 if "lora_B" in name)  # training moved the adapter
+
+
+def test_run_under_accelerate_builds_once_trains_on_both_and_evaluates_once(tmp_path, tiny_model_dir, shared_dir):
+    from test_pipeline import _recipes
+
+    recipe = _recipes(tmp_path, tiny_model_dir)
+    out = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    cmd = [_accelerate(), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29519",
+           "-m", "writetune.cli", "run", str(recipe), "-o", str(out), "--data-dir", str(shared_dir / "data")]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 process(es)" in done.stderr
+    assert done.stdout.count("data: done") == 1 and done.stdout.count("data: left to the main process") == 1
+    assert done.stdout.count("eval: done") == 1 and done.stdout.count("eval: left to the main process") == 1
+    assert (out / "model").is_dir() and (out / "eval" / "results.json").is_file()
+    assert [r["kind"] for r in read_metrics(out)].count("train") == 2  # max_steps of the recipe, logged once

@@ -95,7 +95,7 @@ def edit(
         chosen = instruction or get_task(task).instruction
         if not text.strip():
             raise ValueError("the text to edit is empty")
-        loaded = load_model(model, dtype=dtype)
+        loaded = load_model(model, dtype=dtype, merge_adapter=True)
         output = TransformersGenerator(loaded).generate(
             [Request(chosen, text)], DecodingConfig(max_new_tokens=max_new_tokens, batch_size=1)
         )[0]
@@ -258,9 +258,35 @@ def run(
                               log=lambda message: console.print(message, highlight=False, markup=False))
     for stage, state in result.stages.items():
         console.print(f"{stage}: {state}", highlight=False)
+    if result.results is None:  # a process other than the main one under accelerate launch
+        return
     console.print(markdown_table(result.results, ci=True), highlight=False, markup=False, soft_wrap=True)
     eval_dir = os.path.join(out, EVAL_DIR)
     console.print(f"report: {eval_dir}/report.md  plots: {eval_dir}/plots/  model: {out}", highlight=False)
+
+
+@app.command()
+def experiment(
+    grid: Annotated[str, typer.Argument(help="Grid YAML, e.g. configs/grids/mix-ablation.yaml.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output directory (data/, runs/VARIANT/, eval/).")],
+    data_dir: Annotated[str | None, typer.Option(help="Corpora directory (else $WRITETUNE_DATA, else the run "
+                                                 "recipe's).")] = None,
+):
+    """Run a grid of variants that share their mixes and one evaluation; re-running continues."""
+    from writetune.experiment import run_experiment
+    from writetune.pipeline import EVAL_DIR
+    from writetune.report import markdown_table
+
+    with user_errors():
+        result = run_experiment(grid, out, data_dir=data_dir,
+                                log=lambda message: console.print(message, highlight=False, markup=False))
+    for variant, stages in result.stages.items():
+        console.print(f"{variant}: " + ", ".join(f"{k} {v}" for k, v in stages.items()), highlight=False)
+    if result.results is None:  # a process other than the main one under accelerate launch
+        return
+    console.print(markdown_table(result.results, ci=True), highlight=False, markup=False, soft_wrap=True)
+    eval_dir = os.path.join(out, EVAL_DIR)
+    console.print(f"report: {eval_dir}/report.md  plots: {eval_dir}/plots/  runs: {out}/runs/", highlight=False)
 
 
 @app.command(name="eval")

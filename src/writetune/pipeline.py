@@ -4,7 +4,8 @@ A run recipe names a mix recipe and a training recipe (paths relative to the run
 run. Everything lands in one directory: `data/` (the mix), the training run itself (`model/`, `checkpoints/`,
 `metrics.jsonl`, ...; so the directory is a model spec), and `eval/` (results, predictions, report, plots). Each
 stage is skipped when its output is complete and resumes when it was interrupted, so re-running the same command
-after a crash or a kill continues where it stopped.
+after a crash or a kill continues where it stopped. Under `accelerate launch` the main process builds the mix while
+the others wait, every process trains, and the main process evaluates.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from writetune.config import ConfigError, read_yaml_mapping, validation_message
+from writetune.config import ConfigError, load_validated
 
 RUN_RECIPE_COPY = "run.yaml"
 DATA_DIR = "data"
 EVAL_DIR = "eval"
 BASE_SYSTEM = "base"  # in eval.baselines: the training recipe's base model, zero-shot
 FEW_SHOT_BASE = "few-shot:base"
+TUNED_SYSTEM = "tuned"  # the row of the run's own model
 
 
 class RunRecipeError(ConfigError):
@@ -41,6 +43,7 @@ class EvalStage(BaseModel):
     batch_size: int = Field(32, ge=1)
     max_new_tokens: int = Field(256, ge=1)
     dtype: str = "auto"
+    threads: int | None = Field(None, ge=1)
 
 
 class RunRecipe(BaseModel):
@@ -64,12 +67,7 @@ class RunResult:
 
 
 def load_run_recipe(path: str | Path) -> RunRecipe:
-    path = Path(path)
-    data = read_yaml_mapping(path, what="run recipe", keys_hint="data, train, eval", error=RunRecipeError)
-    try:
-        return RunRecipe.model_validate(data)
-    except ValidationError as err:
-        raise RunRecipeError(validation_message(path, err)) from err
+    return load_validated(path, RunRecipe, what="run recipe", keys_hint="data, train, eval", error=RunRecipeError)
 
 
 def _relative_to(recipe_path: Path, value: str) -> Path:
@@ -91,25 +89,117 @@ def resolve_run_data_dir(cli_value: str | Path | None, recipe: RunRecipe, recipe
     return resolve_data_dir(cli_value, load_mix_recipe(mix_path), mix_path)
 
 
-def _systems(recipe: RunRecipe, base_model: str, tuned: str) -> list[str]:
-    systems = []
-    for name in recipe.eval.baselines:
-        if name == BASE_SYSTEM:
-            systems.append(base_model)
-        elif name == FEW_SHOT_BASE:
-            systems.append(f"few-shot:{base_model}")
-        else:
-            systems.append(name)
-    return [*systems, tuned]
+def build_stage(mix_recipe: Path, mix_dir: Path, data_root: Path, say: Callable[[str], None]) -> str:
+    """Build the mix into `mix_dir` unless a complete build is there; returns the stage's state."""
+    from writetune.data.build import build_mix
+
+    if (mix_dir / "manifest.json").is_file():
+        return "skipped (already complete)"
+    build_mix(mix_recipe, mix_dir, data_dir=data_root, overwrite=True, log=say)
+    return "done"
+
+
+def override_strings(settings: dict[str, object]) -> list[str]:
+    """`train_set` values (already parsed YAML) as `key=value` overrides for `writetune.train.recipe.load_recipe`."""
+    import yaml
+
+    def text(value: object) -> str:
+        return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
+
+    return [f"{key}={text(value)}" for key, value in settings.items()]
+
+
+def train_stage(train_recipe_path: Path, train_set: dict[str, object], mix_dir: Path, run_dir: Path,
+                say: Callable[[str], None]):
+    """Train into `run_dir` (which becomes a model spec) unless it holds a finished run; a killed run resumes.
+    Returns the validated training recipe and the stage's state."""
+    from writetune.train.loop import RESULT_FILE, train
+    from writetune.train.recipe import load_recipe
+
+    overrides = override_strings(train_set) + [f"data={mix_dir.resolve()}", f"output_dir={run_dir.resolve()}"]
+    train_recipe = load_recipe(train_recipe_path, overrides)
+    if (run_dir / RESULT_FILE).is_file() and (run_dir / "model").is_dir():
+        return train_recipe, "skipped (already complete)"
+    resume = (run_dir / "checkpoints").is_dir()
+    if resume:
+        say("resuming the killed training run")
+    train(train_recipe, resume=resume, log=say)
+    return train_recipe, "done"
+
+
+def eval_config(stage: EvalStage, systems: list[str], base_model: str, data_root: Path, out: Path):
+    """The evaluation of a run or grid: the stage's baselines (`base` = the base model, named by its spec), then
+    `systems` (`NAME=SPEC` rows), with the base model as the significance baseline when it is a row."""
+    from writetune.evaluate import EvalConfig
+    from writetune.generate import DecodingConfig
+
+    rows = []
+    for name in stage.baselines:
+        rows.append(base_model if name == BASE_SYSTEM else f"few-shot:{base_model}" if name == FEW_SHOT_BASE else name)
+    baseline = None
+    if BASE_SYSTEM in stage.baselines:  # with several decodings, the base model's first strategy
+        baseline = base_model if len(stage.decodings) == 1 else \
+            f"{base_model} [{DecodingConfig.parse(stage.decodings[0]).name}]"
+    return EvalConfig(
+        models=[*rows, *systems],
+        data_dir=data_root,
+        out=out,
+        suite=stage.suite,
+        sets=stage.sets,
+        decodings=stage.decodings,
+        baseline=baseline,
+        limit=stage.limit,
+        bootstrap=stage.bootstrap,
+        batch_size=stage.batch_size,
+        max_new_tokens=stage.max_new_tokens,
+        dtype=stage.dtype,
+        threads=stage.threads,
+    )
+
+
+@dataclass(frozen=True)
+class Processes:
+    """Where this process stands under `accelerate launch` (one process otherwise): the main process builds mixes
+    and evaluates while the others wait at `barrier`; every process trains."""
+
+    is_main: bool = True
+    count: int = 1
+
+    def barrier(self) -> None:
+        if self.count > 1:
+            from accelerate import PartialState
+
+            PartialState().wait_for_everyone()
+
+
+def current_processes() -> Processes:
+    import os
+
+    count = int(os.environ.get("WORLD_SIZE", "1"))
+    if count <= 1:
+        return Processes()
+    from accelerate import PartialState
+
+    state = PartialState()  # joins the process group that the training run will use
+    return Processes(is_main=state.is_main_process, count=state.num_processes)
+
+
+NOT_MAIN = "left to the main process"
+
+
+def claim_output_dir(out: Path, recipe_path: Path, copy_name: str, load: Callable[[Path], object], what: str) -> None:
+    """Make `out` and keep a copy of the recipe in it; refuse a directory that holds a run of another recipe."""
+    out.mkdir(parents=True, exist_ok=True)
+    copy = out / copy_name
+    if copy.is_file() and load(copy) != load(recipe_path):
+        raise RunRecipeError(f"{out} holds {what} of a different recipe ({copy}); choose another output directory")
+    shutil.copyfile(recipe_path, copy)
 
 
 def run_pipeline(recipe_path: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
                  log: Callable[[str], None] | None = None) -> RunResult:
     """Run (or continue) every stage of a run recipe into `out`."""
-    from writetune.data.build import build_mix
-    from writetune.evaluate import EvalConfig, run_evaluation
-    from writetune.train.loop import RESULT_FILE, train
-    from writetune.train.recipe import load_recipe
+    from writetune.evaluate import run_evaluation
 
     say = log or (lambda message: None)
     recipe_path = Path(recipe_path)
@@ -117,50 +207,25 @@ def run_pipeline(recipe_path: str | Path, out: str | Path, *, data_dir: str | Pa
     out = Path(out)
     result = RunResult(out=out)
     data_root = resolve_run_data_dir(data_dir, recipe, recipe_path)
-    out.mkdir(parents=True, exist_ok=True)
-    copy = out / RUN_RECIPE_COPY
-    if copy.is_file() and load_run_recipe(copy) != recipe:
-        raise RunRecipeError(f"{out} holds a run of a different recipe ({copy}); choose another output directory")
-    shutil.copyfile(recipe_path, copy)
-
-    # 1. data
-    mix = out / DATA_DIR
-    if (mix / "manifest.json").is_file():
-        result.stages["data"] = "skipped (already complete)"
-    else:
+    processes = current_processes()
+    if processes.is_main:
+        claim_output_dir(out, recipe_path, RUN_RECIPE_COPY, load_run_recipe, "a run")
         say("stage 1/3: building the instruction mix")
-        build_mix(_relative_to(recipe_path, recipe.data), mix, data_dir=data_root, overwrite=True, log=say)
-        result.stages["data"] = "done"
-
-    # 2. training (the run directory is `out` itself, so `out` is a model spec)
-    overrides = [f"{key}={value}" for key, value in recipe.train_set.items()]
-    overrides += [f"data={mix.resolve()}", f"output_dir={out.resolve()}"]
-    train_recipe = load_recipe(_relative_to(recipe_path, recipe.train), overrides)
-    if (out / RESULT_FILE).is_file() and (out / "model").is_dir():
-        result.stages["train"] = "skipped (already complete)"
+        result.stages["data"] = build_stage(_relative_to(recipe_path, recipe.data), out / DATA_DIR, data_root, say)
     else:
-        resume = (out / "checkpoints").is_dir()
-        say("stage 2/3: training" + (" (resuming)" if resume else ""))
-        train(train_recipe, resume=resume, log=say)
-        result.stages["train"] = "done"
-
-    # 3. evaluation: base, baselines and the tuned model, with the base model as the significance baseline
-    eval_dir = out / EVAL_DIR
-    config = EvalConfig(
-        models=_systems(recipe, train_recipe.model, str(out.resolve())),
-        data_dir=data_root,
-        out=eval_dir,
-        suite=recipe.eval.suite,
-        sets=recipe.eval.sets,
-        decodings=recipe.eval.decodings,
-        baseline=train_recipe.model if BASE_SYSTEM in recipe.eval.baselines else None,
-        limit=recipe.eval.limit,
-        bootstrap=recipe.eval.bootstrap,
-        batch_size=recipe.eval.batch_size,
-        max_new_tokens=recipe.eval.max_new_tokens,
-        dtype=recipe.eval.dtype,
-    )
+        result.stages["data"] = NOT_MAIN
+    processes.barrier()
+    # the training run directory is `out` itself, so `out` is a model spec
+    say("stage 2/3: training")
+    train_recipe, result.stages["train"] = train_stage(_relative_to(recipe_path, recipe.train), recipe.train_set,
+                                                       out / DATA_DIR, out, say)
+    processes.barrier()
+    if not processes.is_main:
+        result.stages["eval"] = NOT_MAIN
+        return result
+    config = eval_config(recipe.eval, [f"{TUNED_SYSTEM}={out.resolve()}"], train_recipe.model, data_root,
+                         out / EVAL_DIR)
     say("stage 3/3: evaluating " + ", ".join(config.models))
-    result.results = run_evaluation(config)  # also writes report.md, results.csv and plots/ into eval_dir
+    result.results = run_evaluation(config)  # also writes report.md, results.csv and plots/ into the eval dir
     result.stages["eval"] = "done"
     return result

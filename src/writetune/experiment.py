@@ -1,0 +1,199 @@
+"""`writetune experiment`: a grid of runs that share their built mixes and one evaluation.
+
+A grid file names a run recipe (the defaults: mix, training recipe, data directory, evaluation), training keys that
+hold for every variant (`train_set`, as `writetune train --set`), optionally its own evaluation, and the variants,
+each changing what it needs: another mix recipe, another training recipe, more training keys. Output, in one
+directory:
+
+    DIR/grid.yaml           the grid as given (a different grid in the same directory is refused)
+    DIR/data/<mix>/         each distinct mix recipe built once and shared by the variants that use it
+    DIR/runs/<variant>/     each variant's training run (a model spec)
+    DIR/eval/               one evaluation: the run recipe's baseline rows (base, copy, ...) and one row per variant
+                            named after it, significance against the base model; report.md, results.csv, plots/
+    DIR/eval/plots/curve.png   when variants carry `x` values: each set's first metric against x, with 95% intervals
+
+Every stage is skipped when complete and resumes when interrupted, and several processes (`accelerate launch`)
+share the work, as in `writetune run`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from writetune.config import load_validated
+from writetune.pipeline import (
+    EVAL_DIR,
+    NOT_MAIN,
+    EvalStage,
+    RunRecipeError,
+    build_stage,
+    claim_output_dir,
+    current_processes,
+    eval_config,
+    load_run_recipe,
+    resolve_run_data_dir,
+    train_stage,
+)
+
+GRID_COPY = "grid.yaml"
+RUNS_DIR = "runs"
+DATA_DIR = "data"
+CURVE_PLOT = "curve.png"
+_VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+class GridError(RunRecipeError):
+    """A grid file that cannot be used; the message names the file and the key."""
+
+
+class Variant(BaseModel):
+    """One run of a grid. `data` and `train` are paths relative to the grid file (default: the run recipe's);
+    `train_set` is merged over the run recipe's; `x` places the variant on the grid's x axis."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str | None = None
+    train: str | None = None
+    train_set: dict[str, object] = Field(default_factory=dict)
+    x: float | None = None
+
+
+class Grid(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    run: str  # the run recipe the variants start from, relative to the grid file
+    train_set: dict[str, object] = Field(default_factory=dict)  # training keys for every variant
+    eval: EvalStage | None = None  # replaces the run recipe's evaluation
+    x_label: str | None = None
+    variants: dict[str, Variant] = Field(min_length=1)
+
+    @field_validator("variants")
+    @classmethod
+    def _names(cls, value: dict[str, Variant]) -> dict[str, Variant]:
+        for name in value:
+            if not _VARIANT_NAME.match(name):
+                raise ValueError(f"variant name '{name}': letters, digits and _.+- only, starting with a letter "
+                                 "or digit")
+        return value
+
+
+@dataclass
+class ExperimentResult:
+    out: Path
+    stages: dict[str, dict[str, str]] = field(default_factory=dict)  # variant -> {"data": ..., "train": ...}
+    results: dict | None = None
+    curve: Path | None = None
+
+
+def load_grid(path: str | Path) -> Grid:
+    grid = load_validated(path, Grid, what="grid", keys_hint="name, run, variants", error=GridError)
+    xs = [v.x for v in grid.variants.values()]
+    if any(x is not None for x in xs) and any(x is None for x in xs):
+        raise GridError(f"{path}: key 'variants': give `x` to every variant or to none")
+    return grid
+
+
+def _relative(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base.parent / path
+
+
+def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
+                   log: Callable[[str], None] | None = None) -> ExperimentResult:
+    """Build, train and evaluate every variant of a grid into `out` (or continue where a previous call stopped)."""
+    from writetune.evaluate import run_evaluation
+
+    say = log or (lambda message: None)
+    grid_path, out = Path(grid_path), Path(out)
+    grid = load_grid(grid_path)
+    run_path = _relative(grid_path, grid.run)
+    recipe = load_run_recipe(run_path)
+    data_root = resolve_run_data_dir(data_dir, recipe, run_path)
+    processes = current_processes()
+    if processes.is_main:
+        claim_output_dir(out, grid_path, GRID_COPY, load_grid, "an experiment")
+    result = ExperimentResult(out=out)
+
+    mixes: dict[Path, Path] = {}  # mix recipe -> its build directory, shared by the variants
+    systems, base_models = [], []
+    for index, (name, variant) in enumerate(grid.variants.items(), 1):
+        mix_recipe = (_relative(grid_path, variant.data) if variant.data else _relative(run_path, recipe.data)).resolve()
+        if mix_recipe not in mixes:
+            mixes[mix_recipe] = out / DATA_DIR / _unique_stem(mix_recipe, mixes.values())
+        train_recipe = _relative(grid_path, variant.train) if variant.train else _relative(run_path, recipe.train)
+        say(f"variant {index}/{len(grid.variants)} '{name}': mix {mix_recipe.name}, training {train_recipe.name}")
+        stages = result.stages.setdefault(name, {})
+        stages["data"] = build_stage(mix_recipe, mixes[mix_recipe], data_root, say) if processes.is_main else NOT_MAIN
+        processes.barrier()
+        trained, stages["train"] = train_stage(train_recipe, {**recipe.train_set, **grid.train_set, **variant.train_set},
+                                               mixes[mix_recipe], out / RUNS_DIR / name, say)
+        base_models.append(trained.model)
+        systems.append(f"{name}={(out / RUNS_DIR / name).resolve()}")
+        processes.barrier()
+    if not processes.is_main:
+        return result
+
+    if len(set(base_models)) > 1:
+        say(f"variants start from different base models; the 'base' row is the first one's, {base_models[0]} "
+            "(name the others in eval.baselines to get their rows)")
+    config = eval_config(grid.eval or recipe.eval, systems, base_models[0], data_root, out / EVAL_DIR)
+    say("evaluating " + ", ".join(config.models))
+    result.results = run_evaluation(config)
+    if all(v.x is not None for v in grid.variants.values()):
+        xs = {name: v.x for name, v in grid.variants.items()}
+        result.curve = plot_curve(result.results, xs, grid.x_label or "x", out / EVAL_DIR / "plots" / CURVE_PLOT)
+    return result
+
+
+def _unique_stem(recipe: Path, taken) -> str:
+    names = {path.name for path in taken}
+    stem, k = recipe.stem, 2
+    while stem in names:
+        stem, k = f"{recipe.stem}-{k}", k + 1
+    return stem
+
+
+def plot_curve(document: dict, xs: dict[str, float], x_label: str, path: Path) -> Path:
+    """Each set's first metric against the variants' x values (one line per set, 95% interval bars); the
+    baseline rows that are not variants are drawn as dotted horizontal lines in the set's colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from writetune.report import cell, primary_columns, save_figure
+
+    cols = primary_columns(document)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colors = plt.get_cmap("tab10").colors
+    order = sorted(xs, key=xs.get)
+    for k, col in enumerate(cols):
+        points = [(xs[n], cell(document, n, col["set"], col["metric"])) for n in order]
+        points = [(x, r) for x, r in points if r is not None]
+        if not points:
+            continue
+        color = colors[k % len(colors)]
+        scores = [r["score"] for _, r in points]
+        low = [max(r["score"] - (r.get("ci") or [r["score"]] * 2)[0], 0.0) for _, r in points]
+        high = [max((r.get("ci") or [r["score"]] * 2)[1] - r["score"], 0.0) for _, r in points]
+        ax.errorbar([x for x, _ in points], scores, yerr=[low, high], marker="o", capsize=3, color=color,
+                    label=f"{col['set']} {col['label']}")
+        for system in document["systems"]:
+            if system in xs:
+                continue
+            record = cell(document, system, col["set"], col["metric"])
+            if record is not None and system == document.get("baseline"):
+                ax.axhline(record["score"], color=color, linestyle=":", linewidth=0.9)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("score (0-100)")
+    ax.set_title(f"Scores against {x_label} (dotted: {document.get('baseline')})", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(linewidth=0.3)
+    return save_figure(fig, path)

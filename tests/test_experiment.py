@@ -1,0 +1,97 @@
+"""`writetune experiment` on the tiny model and real corpora: variants share a built mix, every variant is a named
+row of one evaluation, x values give a curve plot, a second call redoes nothing, and bad grids are refused."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from writetune.cli import app
+from writetune.experiment import GridError, load_grid, run_experiment
+from writetune.pipeline import RunRecipeError
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def grid(tmp_path, tiny_model_dir):
+    base = REPO / "configs" / "mix-paper.yaml"
+    _write(tmp_path / "mix-a.yaml", f"base: {base}\nname: a\nsize: 30\ninclude_tasks: [fluency, generic]\n")
+    _write(tmp_path / "mix-b.yaml", f"base: {base}\nname: b\nsize: 30\ninclude_tasks: [fluency]\n")
+    _write(tmp_path / "train.yaml",
+           f"model: {tiny_model_dir}\ndata: unused\noutput_dir: unused\nmethod: lora\nmax_steps: 2\nprecision: fp32\n"
+           "batch: {tokens: 512, grad_accum: 1}\ncheckpoint: {every: 0}\n"
+           "eval: {every: 0, at_start: false, at_end: false}\nlog: {tensorboard: false, progress: false}\n")
+    _write(tmp_path / "run.yaml", "data: mix-a.yaml\ntrain: train.yaml\n"
+           "eval: {sets: [jfleg_dev], limit: 3, bootstrap: 20, max_new_tokens: 6, batch_size: 4}\n")
+    return _write(tmp_path / "grids" / "g.yaml",
+                  "name: g\nrun: ../run.yaml\ntrain_set: {seed: 3}\nx_label: share\nvariants:\n"
+                  "  mixed: {x: 1}\n"
+                  "  mixed-lr: {x: 2, train_set: {optimizer.lr: 1.0e-3}}\n"
+                  "  fluency-only: {data: ../mix-b.yaml, x: 0}\n")
+
+
+def test_grid_shares_mixes_and_one_evaluation(grid, tmp_path, tiny_model_dir, shared_dir, monkeypatch):
+    out = tmp_path / "exp"
+    result = run_experiment(grid, out, data_dir=shared_dir / "data")
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["mix-a", "mix-b"]  # mixed and mixed-lr share one
+    assert {v["data"] for v in result.stages.values()} == {"done", "skipped (already complete)"}
+    for name in ("mixed", "mixed-lr", "fluency-only"):
+        recipe = (out / "runs" / name / "recipe.yaml").read_text()
+        assert (out / "runs" / name / "model").is_dir() and "seed: 3" in recipe
+    assert "lr: 0.001" in (out / "runs" / "mixed-lr" / "recipe.yaml").read_text()
+    document = json.loads((out / "eval" / "results.json").read_text())
+    assert list(document["systems"]) == [str(tiny_model_dir), "copy", "mixed", "mixed-lr", "fluency-only"]
+    assert document["baseline"] == str(tiny_model_dir)
+    assert result.curve == out / "eval" / "plots" / "curve.png" and result.curve.stat().st_size > 1000
+
+    from writetune.generate import TransformersGenerator
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("a finished experiment generated again")
+
+    monkeypatch.setattr(TransformersGenerator, "generate", no_generation)
+    again = run_experiment(grid, out, data_dir=shared_dir / "data")
+    assert all(s == {"data": "skipped (already complete)", "train": "skipped (already complete)"}
+               for s in again.stages.values())
+
+    grid.write_text(grid.read_text().replace("seed: 3", "seed: 4"), encoding="utf-8")
+    with pytest.raises(RunRecipeError, match="different recipe"):
+        run_experiment(grid, out, data_dir=shared_dir / "data")
+
+
+def test_bad_grids_name_file_and_key(tmp_path):
+    path = _write(tmp_path / "g.yaml", "name: g\nrun: r.yaml\nvariants: {}\n")
+    with pytest.raises(GridError, match=r"g.yaml: key 'variants'"):
+        load_grid(path)
+    path.write_text("name: g\nrun: r.yaml\nvariants: {'a b': {}}\n", encoding="utf-8")
+    with pytest.raises(GridError, match="variant name 'a b'"):
+        load_grid(path)
+    path.write_text("name: g\nrun: r.yaml\nvariants: {a: {x: 1}, b: {}}\n", encoding="utf-8")
+    with pytest.raises(GridError, match="give `x` to every variant or to none"):
+        load_grid(path)
+    path.write_text("name: g\nrun: r.yaml\nvariants: {a: {lr: 1}}\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["experiment", str(path), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "key 'variants.a.lr'" in result.output
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs" / "grids").glob("*.yaml")))
+def test_shipped_grids_and_their_recipes_are_valid(name):
+    from writetune.data.build import load_recipe as load_mix
+    from writetune.pipeline import load_run_recipe, override_strings
+    from writetune.train.recipe import load_recipe as load_train
+
+    path = REPO / "configs" / "grids" / name
+    grid = load_grid(path)
+    run_path = path.parent / grid.run
+    run = load_run_recipe(run_path)
+    for variant in grid.variants.values():
+        assert load_mix(path.parent / variant.data if variant.data else run_path.parent / run.data).sources
+        train = path.parent / variant.train if variant.train else run_path.parent / run.train
+        load_train(train, override_strings({**run.train_set, **grid.train_set, **variant.train_set}))
