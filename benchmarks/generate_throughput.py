@@ -42,15 +42,14 @@ def dev_requests(data_dir: Path, n: int) -> list[Request]:
         examples = evalset.source.read(data_dir, task=evalset.task, origin=name)
         instruction = get_task(evalset.task).instruction
         pools.append([Request(instruction, e.detokenized().source) for e in examples])
-    requests, k = [], 0
-    while len(requests) < n:
-        pool = pools[len(requests) % len(pools)]
-        if k // len(pools) < len(pool):
-            requests.append(pool[k // len(pools)])
-        k += 1
-        if k > n * len(pools) * 4:
-            raise ValueError(f"{data_dir}: not enough dev sentences for {n} requests")
-    return requests
+    requests = []
+    for i in range(max(len(pool) for pool in pools)):
+        for pool in pools:  # a pool that runs out (the WNC sample has 100 test pairs) drops out of the rotation
+            if i < len(pool):
+                requests.append(pool[i])
+            if len(requests) == n:
+                return requests
+    raise ValueError(f"{data_dir}: not enough dev sentences for {n} requests")
 
 
 def naive(generator: TransformersGenerator, requests: list[Request], decoding: DecodingConfig) -> list[str]:
