@@ -78,7 +78,7 @@ def test_run_under_accelerate_builds_once_trains_on_both_and_evaluates_once(tmp_
            "-m", "writetune.cli", "run", str(recipe), "-o", str(out), "--data-dir", str(shared_dir / "data")]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "2 process(es)" in done.stderr
+    assert "2 process(es)" in done.stdout + done.stderr
     assert done.stdout.count("data: done") == 1 and done.stdout.count("data: left to the main process") == 1
     assert done.stdout.count("eval: done") == 1 and done.stdout.count("eval: left to the main process") == 1
     assert (out / "model").is_dir() and (out / "eval" / "results.json").is_file()

@@ -178,9 +178,11 @@ def current_processes() -> Processes:
     count = int(os.environ.get("WORLD_SIZE", "1"))
     if count <= 1:
         return Processes()
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()  # joins the process group that the training run will use
+    # joins the process group that the training run will use, with the trainer's device choice (CPU: gloo)
+    state = PartialState(cpu=not torch.cuda.is_available())
     return Processes(is_main=state.is_main_process, count=state.num_processes)
 
 
