@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from writetune.config import load_validated
 from writetune.pipeline import (
+    DATA_DIR,
     EVAL_DIR,
     NOT_MAIN,
     EvalStage,
@@ -36,13 +37,13 @@ from writetune.pipeline import (
     current_processes,
     eval_config,
     load_run_recipe,
+    relative_to,
     resolve_run_data_dir,
     train_stage,
 )
 
 GRID_COPY = "grid.yaml"
 RUNS_DIR = "runs"
-DATA_DIR = "data"
 CURVE_PLOT = "curve.png"
 _VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -100,11 +101,6 @@ def load_grid(path: str | Path) -> Grid:
     return grid
 
 
-def _relative(base: Path, value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base.parent / path
-
-
 def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
                    log: Callable[[str], None] | None = None) -> ExperimentResult:
     """Build, train and evaluate every variant of a grid into `out` (or continue where a previous call stopped)."""
@@ -113,7 +109,7 @@ def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Pa
     say = log or (lambda message: None)
     grid_path, out = Path(grid_path), Path(out)
     grid = load_grid(grid_path)
-    run_path = _relative(grid_path, grid.run)
+    run_path = relative_to(grid_path, grid.run)
     recipe = load_run_recipe(run_path)
     data_root = resolve_run_data_dir(data_dir, recipe, run_path)
     processes = current_processes()
@@ -124,10 +120,10 @@ def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Pa
     mixes: dict[Path, Path] = {}  # mix recipe -> its build directory, shared by the variants
     systems, base_models = [], []
     for index, (name, variant) in enumerate(grid.variants.items(), 1):
-        mix_recipe = (_relative(grid_path, variant.data) if variant.data else _relative(run_path, recipe.data)).resolve()
+        mix_recipe = (relative_to(grid_path, variant.data) if variant.data else relative_to(run_path, recipe.data)).resolve()
         if mix_recipe not in mixes:
             mixes[mix_recipe] = out / DATA_DIR / _unique_stem(mix_recipe, mixes.values())
-        train_recipe = _relative(grid_path, variant.train) if variant.train else _relative(run_path, recipe.train)
+        train_recipe = relative_to(grid_path, variant.train) if variant.train else relative_to(run_path, recipe.train)
         say(f"variant {index}/{len(grid.variants)} '{name}': mix {mix_recipe.name}, training {train_recipe.name}")
         stages = result.stages.setdefault(name, {})
         stages["data"] = build_stage(mix_recipe, mixes[mix_recipe], data_root, say) if processes.is_main else NOT_MAIN
@@ -162,7 +158,7 @@ def _unique_stem(recipe: Path, taken) -> str:
 
 def plot_curve(document: dict, xs: dict[str, float], x_label: str, path: Path) -> Path:
     """Each set's first metric against the variants' x values (one line per set, 95% interval bars); the
-    baseline rows that are not variants are drawn as dotted horizontal lines in the set's colour."""
+    baseline row, when it is not a variant, is drawn as a dotted horizontal line in the set's colour."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -185,12 +181,10 @@ def plot_curve(document: dict, xs: dict[str, float], x_label: str, path: Path) -
         high = [max((r.get("ci") or [r["score"]] * 2)[1] - r["score"], 0.0) for _, r in points]
         ax.errorbar([x for x, _ in points], scores, yerr=[low, high], marker="o", capsize=3, color=color,
                     label=f"{col['set']} {col['label']}")
-        for system in document["systems"]:
-            if system in xs:
-                continue
-            record = cell(document, system, col["set"], col["metric"])
-            if record is not None and system == document.get("baseline"):
-                ax.axhline(record["score"], color=color, linestyle=":", linewidth=0.9)
+        baseline = document.get("baseline")
+        record = cell(document, baseline, col["set"], col["metric"]) if baseline not in xs else None
+        if record is not None:
+            ax.axhline(record["score"], color=color, linestyle=":", linewidth=0.9)
     ax.set_xlabel(x_label)
     ax.set_ylabel("score (0-100)")
     ax.set_title(f"Scores against {x_label} (dotted: {document.get('baseline')})", fontsize=10)

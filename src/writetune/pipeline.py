@@ -70,7 +70,8 @@ def load_run_recipe(path: str | Path) -> RunRecipe:
     return load_validated(path, RunRecipe, what="run recipe", keys_hint="data, train, eval", error=RunRecipeError)
 
 
-def _relative_to(recipe_path: Path, value: str) -> Path:
+def relative_to(recipe_path: Path, value: str) -> Path:
+    """A path written in a recipe file: absolute as given, else relative to that file's directory."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else recipe_path.parent / path
 
@@ -84,8 +85,8 @@ def resolve_run_data_dir(cli_value: str | Path | None, recipe: RunRecipe, recipe
     from writetune.data.build import load_recipe as load_mix_recipe
 
     if not cli_value and not os.environ.get(DATA_ENV) and recipe.data_dir:
-        cli_value = _relative_to(recipe_path, recipe.data_dir)
-    mix_path = _relative_to(recipe_path, recipe.data)
+        cli_value = relative_to(recipe_path, recipe.data_dir)
+    mix_path = relative_to(recipe_path, recipe.data)
     return resolve_data_dir(cli_value, load_mix_recipe(mix_path), mix_path)
 
 
@@ -213,13 +214,13 @@ def run_pipeline(recipe_path: str | Path, out: str | Path, *, data_dir: str | Pa
     if processes.is_main:
         claim_output_dir(out, recipe_path, RUN_RECIPE_COPY, load_run_recipe, "a run")
         say("stage 1/3: building the instruction mix")
-        result.stages["data"] = build_stage(_relative_to(recipe_path, recipe.data), out / DATA_DIR, data_root, say)
+        result.stages["data"] = build_stage(relative_to(recipe_path, recipe.data), out / DATA_DIR, data_root, say)
     else:
         result.stages["data"] = NOT_MAIN
     processes.barrier()
     # the training run directory is `out` itself, so `out` is a model spec
     say("stage 2/3: training")
-    train_recipe, result.stages["train"] = train_stage(_relative_to(recipe_path, recipe.train), recipe.train_set,
+    train_recipe, result.stages["train"] = train_stage(relative_to(recipe_path, recipe.train), recipe.train_set,
                                                        out / DATA_DIR, out, say)
     processes.barrier()
     if not processes.is_main:
