@@ -84,7 +84,7 @@ def test_bad_grids_name_file_and_key(tmp_path):
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs" / "grids").glob("*.yaml")))
 def test_shipped_grids_and_their_recipes_are_valid(name):
     from writetune.data.build import load_recipe as load_mix
-    from writetune.pipeline import load_run_recipe, override_strings
+    from writetune.pipeline import load_run_recipe
     from writetune.train.recipe import load_recipe as load_train
 
     path = REPO / "configs" / "grids" / name
@@ -94,4 +94,4 @@ def test_shipped_grids_and_their_recipes_are_valid(name):
     for variant in grid.variants.values():
         assert load_mix(path.parent / variant.data if variant.data else run_path.parent / run.data).sources
         train = path.parent / variant.train if variant.train else run_path.parent / run.train
-        load_train(train, override_strings({**run.train_set, **grid.train_set, **variant.train_set}))
+        load_train(train, settings={**run.train_set, **grid.train_set, **variant.train_set})

@@ -89,6 +89,12 @@ def test_recipe_defaults_and_overrides(tmp_path, tiny_model_dir):
     recipe = load_recipe(path, ["optimizer.lr=3e-4", "batch.grad_accum=2"])
     assert recipe.optimizer.lr == 3e-4 and recipe.batch.grad_accum == 2
     assert recipe.lora.dropout == 0.0 and recipe.precision == "fp32"
+    # parsed settings (as `writetune run` passes a recipe's train_set) apply after the strings, values kept as given
+    recipe = load_recipe(path, ["optimizer.lr=3e-4"], settings={"optimizer.lr": 5e-5, "eval.every": 7,
+                                                                  "lora.target_modules": ["q_proj"]})
+    assert recipe.optimizer.lr == 5e-5 and recipe.eval.every == 7 and recipe.lora.target_modules == ["q_proj"]
+    with pytest.raises(RecipeError, match=r"r.yaml: key 'lr.x': 'lr' is not a section"):
+        load_recipe(path, settings={"lr": 1, "lr.x": 2})
 
 
 @pytest.mark.parametrize("change, key, words", [

@@ -100,16 +100,6 @@ def build_stage(mix_recipe: Path, mix_dir: Path, data_root: Path, say: Callable[
     return "done"
 
 
-def override_strings(settings: dict[str, object]) -> list[str]:
-    """`train_set` values (already parsed YAML) as `key=value` overrides for `writetune.train.recipe.load_recipe`."""
-    import yaml
-
-    def text(value: object) -> str:
-        return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
-
-    return [f"{key}={text(value)}" for key, value in settings.items()]
-
-
 def train_stage(train_recipe_path: Path, train_set: dict[str, object], mix_dir: Path, run_dir: Path,
                 say: Callable[[str], None]):
     """Train into `run_dir` (which becomes a model spec) unless it holds a finished run; a killed run resumes.
@@ -117,8 +107,8 @@ def train_stage(train_recipe_path: Path, train_set: dict[str, object], mix_dir: 
     from writetune.train.loop import RESULT_FILE, train
     from writetune.train.recipe import load_recipe
 
-    overrides = override_strings(train_set) + [f"data={mix_dir.resolve()}", f"output_dir={run_dir.resolve()}"]
-    train_recipe = load_recipe(train_recipe_path, overrides)
+    settings = {**train_set, "data": str(mix_dir.resolve()), "output_dir": str(run_dir.resolve())}
+    train_recipe = load_recipe(train_recipe_path, settings=settings)
     if (run_dir / RESULT_FILE).is_file() and (run_dir / "model").is_dir():
         return train_recipe, "skipped (already complete)"
     resume = (run_dir / "checkpoints").is_dir()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import yaml
@@ -227,12 +228,16 @@ def recipe_from_dict(data: dict, where: str = "recipe") -> TrainRecipe:
             where, err, unknown_key="unknown key (see docs/training.md for the recipe keys)")) from err
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainRecipe:
-    """Read, override (`key.sub=value`) and validate a recipe file."""
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                settings: Mapping[str, Any] | None = None) -> TrainRecipe:
+    """Read, override and validate a recipe file: `overrides` are `key.sub=value` strings (values read as YAML),
+    `settings` already-parsed values under dotted keys, applied after them."""
     path = Path(path)
     data = read_yaml_mapping(path, what="recipe", keys_hint="model, data, output_dir, ...", error=RecipeError, empty_ok=True)
     for key, value in parse_overrides(overrides):
         _set_dotted(data, key, value, f"{path} (--set)")
+    for key, value in (settings or {}).items():
+        _set_dotted(data, key, value, str(path))
     return recipe_from_dict(data, str(path))
 
 
