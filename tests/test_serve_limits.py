@@ -22,6 +22,7 @@ class GatedGenerator:
         self.open = threading.Event()
         self.open.set()
         self.entered = threading.Event()
+        self.finished = threading.Semaphore(0)  # released once per generate call that has returned or raised
 
     @property
     def tokens_generated(self):
@@ -29,10 +30,13 @@ class GatedGenerator:
 
     def generate(self, requests, decoding, on_batch=None):
         self.entered.set()
-        assert self.open.wait(30)
-        if any("BOOM" in r.instruction + r.input for r in requests):
-            raise RuntimeError("the model fell over")
-        return self.real.generate(requests, decoding, on_batch=on_batch)
+        try:
+            assert self.open.wait(30)
+            if any("BOOM" in r.instruction + r.input for r in requests):
+                raise RuntimeError("the model fell over")
+            return self.real.generate(requests, decoding, on_batch=on_batch)
+        finally:
+            self.finished.release()
 
 
 @pytest.fixture(scope="module")
@@ -154,12 +158,13 @@ def test_full_queue_is_503_with_retry_after_and_recovers(tiny_engine):
 
 def test_timeout_is_504_and_generation_errors_are_500(tiny_engine):
     gate, engine = gated(tiny_engine)
-    settings = ServeSettings(model="tiny", errant_types=False, request_timeout_s=0.3, max_new_tokens=8)
+    settings = ServeSettings(model="tiny", errant_types=False, request_timeout_s=1.0, max_new_tokens=8)
     with TestClient(create_app(engine, settings)) as c:
         gate.open.clear()
         response = c.post(CHAT, json=chat("slow"))
         assert response.status_code == 504 and "timed out" in error_of(response)
         gate.open.set()
+        assert gate.finished.acquire(timeout=30)  # the abandoned generation no longer holds the model
         response = c.post("/v1/edit", json={"task": "grammar", "text": "This BOOM sentence. And this one."})
         assert response.status_code == 500 and "the model fell over" in error_of(response)
         assert c.post(CHAT, json=chat("fine again")).status_code == 200
