@@ -209,9 +209,9 @@ def test_bad_configurations_are_refused(data, tmp_path):
 
 
 def test_policy_of_the_registered_sets():
-    assert tokenization_policy(get_eval_set("jfleg"), []).describe() == "input:detokenized|hyp:ptb"
-    assert tokenization_policy(get_eval_set("cweb_s"), []).describe() == "input:detokenized|hyp:ptb+hyphens"
+    assert tokenization_policy(get_eval_set("jfleg"), []).describe() == "input:detokenized|hyp:ptb+projected"
+    assert tokenization_policy(get_eval_set("cweb_s"), []).describe() == "input:detokenized|hyp:ptb+hyphens+projected"
     assert tokenization_policy(get_eval_set("turkcorpus"), []).describe() == "input:raw|hyp:raw"
     wnc = tokenization_policy(get_eval_set("wnc_dev"), [])
     assert wnc.hypothesis == "ptb+hyphens+possessive"
-    assert wnc.apply("The KGB's award-winning agent.") == "The KGB ' s award - winning agent ."
+    assert wnc.tokenize("The KGB's award-winning agent.") == "The KGB ' s award - winning agent ."

@@ -27,7 +27,7 @@ from typing import Any
 from writetune.atomic import write_text_atomic
 from writetune.data.readers import Example
 from writetune.data.sources import M2Source, ParallelSource, StsbCsvSource, WncPrePostSource
-from writetune.data.tokenization import match_key, tokenize_ptb
+from writetune.data.tokenization import match_key, project_onto_source, tokenize_ptb
 from writetune.evalsets import EvalSet, MissingEvalData, get_eval_set, load_eval_set, suite
 from writetune.generate import COPY_SPEC, DecodingConfig, Generator, Request, default_dtype, make_generator
 from writetune.tasks import all_tasks, get_task
@@ -126,10 +126,14 @@ def parse_systems(models: Sequence[str], decodings: Sequence[str] = ("greedy",),
 @dataclass(frozen=True)
 class TokenizationPolicy:
     """How text crosses between a set's files and a model: the model sees `input` text (`detokenized` for
-    PTB-tokenized sets, `raw` otherwise), and its answer is scored as `hypothesis`: `ptb` (re-tokenized with
+    PTB-tokenized sets, `raw` otherwise), and its answer is scored as `hypothesis`: `ptb` (tokenized with
     `writetune.data.tokenization.tokenize_ptb`, as the M2 scorer and JFLEG's GLEU script expect), `ptb+hyphens`
     (also splitting intra-word hyphens, as CWEB's spaCy tokenization does) or `raw` (whitespace collapsed only, as
-    EASSE expects); `lowercase` when the set's references are lower-cased."""
+    EASSE expects); `lowercase` when the set's references are lower-cased.
+
+    A tokenized answer is projected onto its source (`project_onto_source`): what the model left unchanged keeps
+    the source's own tokens, and only the changed stretches are tokenized, so copying the source scores exactly
+    what the reference scorer gives the source file."""
 
     input: str
     hypothesis: str
@@ -138,16 +142,26 @@ class TokenizationPolicy:
     def model_input(self, example: Example) -> str:
         return example.detokenized().source if self.input == "detokenized" else example.source
 
-    def apply(self, output: str) -> str:
+    def tokenize(self, text: str) -> str:
+        """Text in the set's token conventions."""
+        text = tokenize_ptb(text, split_hyphens="+hyphens" in self.hypothesis)
+        if "+possessive" in self.hypothesis:  # the WNC sample writes the possessive as "kgb ' s"
+            text = _POSSESSIVE.sub("' s", text)
+        return text
+
+    def apply(self, output: str, example: Example) -> str:
+        """The answer to `example` as it is scored."""
         text = " ".join(output.split())
         if self.hypothesis.startswith("ptb"):
-            text = tokenize_ptb(text, split_hyphens="+hyphens" in self.hypothesis)
-            if "+possessive" in self.hypothesis:  # the WNC sample writes the possessive as "kgb ' s"
-                text = _POSSESSIVE.sub("' s", text)
+            if self.input == "detokenized":
+                text = project_onto_source(text, example.source, self.tokenize)
+            else:
+                text = self.tokenize(text)
         return text.lower() if self.lowercase else text
 
     def describe(self) -> str:
-        return f"input:{self.input}|hyp:{self.hypothesis}" + ("+lowercased" if self.lowercase else "")
+        projected = "+projected" if self.hypothesis.startswith("ptb") and self.input == "detokenized" else ""
+        return f"input:{self.input}|hyp:{self.hypothesis}{projected}" + ("+lowercased" if self.lowercase else "")
 
 
 _POSSESSIVE = re.compile(r"(?<!\S)'s(?!\S)")
@@ -473,8 +487,8 @@ class Evaluation:
         for example in data.examples:
             source = data.policy.model_input(example)
             request = Request(data.instruction, source, shots)
-            if example.id in done and done[example.id].get("source") == source:
-                records[example.id] = done[example.id]
+            if example.id in done and done[example.id].get("source") == source:  # re-scored under today's policy
+                records[example.id] = self._record(example, source, done[example.id]["output"], data)
             elif (request, system.decoding) in memo:
                 records[example.id] = self._record(example, source, memo[(request, system.decoding)], data)
             else:
@@ -522,7 +536,7 @@ class Evaluation:
     @staticmethod
     def _record(example: Example, source: str, output: str, data: _SetData) -> dict:
         return {"id": example.id, "source": source, "output": output, "references": list(example.references),
-                "scored": data.policy.apply(output)}
+                "scored": data.policy.apply(output, example)}
 
     # -- the whole run
 

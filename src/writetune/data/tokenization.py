@@ -8,17 +8,23 @@ output against tokenized references (JFLEG, CoNLL-2014, CWEB, GMEG).
 straight double quotes. `tokenize_ptb` is a small set of Treebank-style regular expressions that keep the characters
 themselves (straight quotes and round brackets, as the GEC references have them), split off punctuation and clitics,
 keep numbers such as `1,000` and `10:30` whole, and split only a text-final period (`U.S.` stays whole).
+
+Detokenizing and re-tokenizing is not the identity (``` `` rich '' ``` comes back as `" rich "`, `house . )` as
+`house. )`), so scoring model output against tokenized references uses `project_onto_source`: the stretches of an
+output that the model left as they were get the source's own tokens back, and only what it changed is tokenized.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable, Sequence
+from difflib import SequenceMatcher
 from functools import lru_cache
 
 from sacremoses import MosesDetokenizer
 
-__all__ = ["detokenize", "match_key", "tokenize_ptb"]
+__all__ = ["detokenize", "match_key", "project_onto_source", "tokenize_ptb"]
 
 _BRACKETS = {
     "-lrb-": "(",
@@ -89,6 +95,59 @@ def tokenize_ptb(text: str, *, split_hyphens: bool = False) -> str:
     if split_hyphens:
         text = _HYPHEN_SPLIT_RE.sub(" - ", text)
     return _SPACES_RE.sub(" ", text).strip()
+
+
+def _token_groups(round_trip: Sequence[str], source: Sequence[str]) -> list[tuple[int, int, int, int]]:
+    """Pairs of stretches `(i1, i2, j1, j2)`: `round_trip[i1:i2]` stands for `source[j1:j2]`. Tokens the two share
+    are pairs of one token each; where they differ (`"` for ``` `` ```, `house.` for `house .`) the differing
+    stretches form one pair. A source stretch with no round-trip counterpart joins the pair before it."""
+    groups: list[list[int]] = []
+    matcher = SequenceMatcher(None, round_trip, source, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            groups.extend([i1 + k, i1 + k + 1, j1 + k, j1 + k + 1] for k in range(i2 - i1))
+        elif i1 == i2 and groups:
+            groups[-1][3] = j2
+        else:
+            groups.append([i1, i2, j1, j2])
+    if groups and groups[0][0] == groups[0][1] and len(groups) > 1:  # a leading source-only stretch
+        first = groups.pop(0)
+        groups[0][2] = first[2]
+    return [tuple(g) for g in groups]  # type: ignore[misc]
+
+
+def project_onto_source(output: str, source_tokens: str, tokenize: Callable[[str], str] = tokenize_ptb) -> str:
+    """The tokens of `output` with every stretch that the model did not change written as the source has it.
+
+    `source_tokens` is a tokenized source as its file has it, and `output` a model's answer to its detokenized form
+    (`detokenize`). Both that form and the output are tokenized with `tokenize` and aligned token by token; each
+    stretch of the source that survives the round trip unchanged and is aligned, whole, with an unchanged stretch of
+    the output is emitted as the source's original tokens. Everything else comes from the tokenized output. An
+    output equal to the detokenized source (up to whitespace) therefore comes back as the source itself, byte for
+    byte (whitespace collapsed to single spaces)."""
+    source = source_tokens.split()
+    hyp = tokenize(output).split()
+    round_trip = tokenize(detokenize(source_tokens)).split()
+    groups = _token_groups(round_trip, source)
+    group_at = {g[0]: g for g in groups if g[0] < g[1]}
+    out: list[str] = []
+    if groups and groups[0][0] == groups[0][1]:  # the source has no round-trip tokens at all
+        return " ".join(hyp)
+    matcher = SequenceMatcher(None, round_trip, hyp, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "equal":
+            out.extend(hyp[j1:j2])
+            continue
+        i = i1
+        while i < i2:
+            group = group_at.get(i)
+            if group is not None and group[1] <= i2:
+                out.extend(source[group[2]:group[3]])
+                i = group[1]
+            else:  # a differing stretch that is only partly unchanged: the output's tokens
+                out.append(hyp[j1 + i - i1])
+                i += 1
+    return " ".join(out)
 
 
 _NON_WORD_RE = re.compile(r"[\W_]+")
