@@ -4,7 +4,10 @@ against the shared data folder."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -437,3 +440,105 @@ def test_shipped_recipes_cover_their_tasks():
     assert tasks["mix-writing-only"] == writing
     assert tasks["mix-generic-only"] == {"generic"}
     assert tasks["mix-paraphrase-heldout"] == (writing - {"paraphrase"}) | {"generic"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fingerprint files
+
+
+def write_fingerprints(data: Path, rel: str, sentences: list[str]) -> Path:
+    from writetune.data.fingerprints import fingerprint
+
+    return write(data, rel, "".join(f"{fingerprint(s)}\n" for s in sorted(sentences)))
+
+
+def test_fingerprinted_sentences_are_dropped_and_reported(tmp_path, data):
+    # clause 3's source, as a benchmark's fingerprint file would list it (tokenized forms share the fingerprint)
+    write_fingerprints(data, "prints/bench.sha256", ["Clause 3 is long, and clause 3 goes on.", "never in any source at all"])
+    recipe = write_recipe(tmp_path, data, contamination="drop", fingerprints=["prints", "absent/other.sha256"])
+    result = build_mix(recipe, tmp_path / "out")
+    report = result.manifest["contamination"]
+    assert report["dropped"] == 1 and report["by_source"] == {"split": {"fingerprints:bench": 1}}
+    assert report["fingerprints"]["fingerprints:bench"] == {
+        "status": "present", "file": "prints/bench.sha256", "fingerprints": 2, "matches": 1,
+        "sha256": report["fingerprints"]["fingerprints:bench"]["sha256"],
+    }
+    assert report["fingerprints"]["fingerprints:other"] == {"status": "absent", "missing": "absent/other.sha256"}
+    texts = [r["input"] for f in ("train.jsonl", "dev.jsonl") for r in rows(tmp_path / "out" / f)]
+    assert not any(t.startswith("Clause 3 is") for t in texts) and any(t.startswith("Clause 4 is") for t in texts)
+    with pytest.raises(ContaminationError, match=r"split:.*is in eval set 'fingerprints:bench'"):
+        build_mix(write_recipe(tmp_path, data, fingerprints=["prints/bench.sha256"]), tmp_path / "refused")
+
+
+def test_a_malformed_fingerprint_file_names_its_line(tmp_path, data):
+    write(data, "prints/bad.sha256", "a" * 64 + "\nnot-a-digest\n")
+    with pytest.raises(DataFormatError, match=r"bad\.sha256:2: expected a lowercase SHA-256 hex digest"):
+        build_mix(write_recipe(tmp_path, data, fingerprints=["prints/bad.sha256"]), tmp_path / "out")
+
+
+def test_cli_reports_what_was_dropped(tmp_path, data):
+    plant_contamination(data)
+    result = CliRunner().invoke(app, ["data", "build", str(write_recipe(tmp_path, data, contamination="drop")),
+                                      "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "dropped 1 training records that overlap evaluation data: split: 1 x stsb" in " ".join(result.output.split())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the shipped recipes, with and without test splits in the data directory
+
+
+def data_with_test_splits(root: Path) -> Path:
+    """The shared data folder (files linked, not copied) plus fixture test splits of GMEG-wiki, JFLEG and STS-B that
+    share sentences with the training side, as the released test splits do."""
+    import shutil
+
+    shutil.copytree(DATA, root, copy_function=os.symlink)
+    dev_sources = (DATA / "gmeg_wiki/dev/source").read_text(encoding="utf-8").splitlines()
+    refs = [(DATA / f"gmeg_wiki/dev/ref{i}").read_text(encoding="utf-8").splitlines() for i in range(4)]
+    picked = [5, 17, 400]
+    write(root, "gmeg_wiki/test/source", "".join(dev_sources[i] + "\n" for i in picked))
+    for k in range(4):
+        write(root, f"gmeg_wiki/test/ref{k}", "".join(refs[k][i] + "\n" for i in picked))
+    jfleg = (DATA / "jfleg/dev/dev.src").read_text(encoding="utf-8").splitlines()
+    write(root, "jfleg/test/test.src", f"{jfleg[3]}\n{jfleg[700]}\n")
+    for k in range(4):
+        write(root, f"jfleg/test/test.ref{k}", f"{jfleg[3]}\n{jfleg[700]}\n")
+    mrpc = [line for line in (DATA / "mrpc/msr-para-train.tsv").read_text(encoding="utf-8-sig").splitlines()
+            if line.startswith("1\t")][:3]  # pairs rated as paraphrases, the ones the paraphrase task trains on
+    pairs = [line.split("\t")[3:5] for line in mrpc]
+    table = io.StringIO()
+    csv.writer(table, lineterminator="\n").writerows([a, b, "4.5"] for a, b in pairs)
+    write(root, "stsb_en/stsb-en-test.csv", table.getvalue())
+    return root
+
+
+SHIPPED_LOCAL = [p for p in RECIPES if p.stem != "mix-paper-hub"]
+
+
+@needs_data
+@pytest.mark.parametrize("path", SHIPPED_LOCAL, ids=lambda p: p.stem)
+def test_shipped_recipe_builds_with_and_without_test_splits(tmp_path, path):
+    without = build_mix(path, tmp_path / "without", data_dir=DATA)
+    assert without.manifest["contamination"]["mode"] == "drop"
+    prints = without.manifest["contamination"]["fingerprints"]
+    assert prints and all(r["status"] == "present" for r in prints.values())
+    layout = data_with_test_splits(tmp_path / "data")
+    built = build_mix(path, tmp_path / "with", data_dir=layout)
+    report = built.manifest["contamination"]
+    for name in ("gmeg_wiki", "jfleg", "stsb"):
+        assert report["eval_sets"][name]["status"] == "present"
+    tasks = {s.task for s in load_recipe(path).sources}
+    if "grammaticality" in tasks:
+        assert report["eval_sets"]["gmeg_wiki"]["matches"] >= 3
+        assert report["by_source"]["gmeg_wiki"]["gmeg_wiki"] >= 3
+    if "paraphrase" in tasks:
+        assert report["by_source"]["mrpc"]["stsb"] >= 3
+    assert report["dropped"] == report["matches"] == sum(n for s in report["by_source"].values() for n in s.values())
+    kept = {r["input"] for f in ("train.jsonl", "dev.jsonl") for r in rows(tmp_path / "with" / f)}
+    planted = (layout / "gmeg_wiki/test/source").read_text(encoding="utf-8").splitlines()
+    assert not {match_key(t) for t in planted} & {match_key(t) for t in kept}
+    if path.stem == "mix-paper":
+        again = build_mix(path, tmp_path / "again", data_dir=layout)
+        for name in ("train.jsonl", "dev.jsonl", "manifest.json"):
+            assert (tmp_path / "with" / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name

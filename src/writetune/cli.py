@@ -143,7 +143,7 @@ def data_build(
     """Build train.jsonl, dev.jsonl and manifest.json from a recipe; see docs/data.md."""
     import time
 
-    from writetune.data.build import build_mix
+    from writetune.data.build import build_mix, describe_overlap
 
     start = time.perf_counter()
     with user_errors(), console.status("building the mix") as status:
@@ -160,12 +160,15 @@ def data_build(
         table.add_row(task, str(count), str(manifest["counts"]["dev_by_task"].get(task, 0)), f"{share:.1%}")
     table.add_row("total", str(result.train), str(result.dev), "")
     console.print(table)
+    if manifest["contamination"]["dropped"]:
+        console.print(describe_overlap(manifest["contamination"]["by_source"]), highlight=False)
     checked = manifest["contamination"]["eval_sets"]
     present = sum(report["status"] == "present" for report in checked.values())
+    prints = sum(report["status"] == "present" for report in manifest["contamination"]["fingerprints"].values())
     held = sum(source.get("held_out", 0) for source in manifest["sources"].values())
     console.print(
         f"contamination ({manifest['contamination']['mode']}): {manifest['contamination']['matches']} records matched "
-        f"{present} present of {len(checked)} checked eval sets; {held} records held out for "
+        f"{present} present of {len(checked)} checked eval sets and {prints} fingerprint files; {held} records held out for "
         f"{', '.join(manifest['holdout']['suites'])}; {time.perf_counter() - start:.1f} s",
         highlight=False,
     )

@@ -4,7 +4,8 @@
 Steps, in order: read every source and detokenize it; turn each example into records (one target per example, or
 one per reference); drop records that hold any item of the held-out suites (the `writing-dev` carvings, by
 normalised text, so ASSET and TurkCorpus carvings protect each other); refuse (or drop) records that match any other
-registered evaluation set present in the data directory; remove exact and normalised duplicates; carve the dev set,
+registered evaluation set present in the data directory, or any sentence of the recipe's fingerprint files (digests
+of evaluation sets that are absent, such as the held-back test splits); remove exact and normalised duplicates; carve the dev set,
 grouped by source sentence across all sources; limit the share of unchanged pairs per task; sample each source's
 quota of the global size by weight and cap; give every writing record an instruction phrasing from the task
 registry (sampled per record, seeded); shuffle; write to a temporary directory and rename it into place.
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from writetune import __version__
 from writetune.config import ConfigError, read_yaml_mapping, validation_message
+from writetune.data.fingerprints import fingerprint, fingerprint_files, read_fingerprints
 from writetune.data.readers import DataError, Example, MissingDataError
 from writetune.data.sources import SourceSpec
 from writetune.data.tokenization import match_key
@@ -98,6 +100,7 @@ class Recipe(_Strict):
     unchanged_share_per_task: dict[str, float] = {}
     dev: DevConfig = DevConfig()
     contamination: Literal["refuse", "drop"] = "refuse"
+    fingerprints: list[str] = []  # fingerprint files or directories of them, relative to the data directory
     holdout_suites: list[str] = ["writing-dev"]
     task_files: list[str] = []
     base: str | None = None
@@ -347,6 +350,48 @@ class _EvalIndex:
         return None
 
 
+@dataclass
+class _FingerprintIndex:
+    """Sentence fingerprints of evaluation data that is not in the data directory -> the file that lists each
+    (named `fingerprints:STEM`); plus a report per file."""
+
+    digests: dict[str, str] = field(default_factory=dict)
+    report: dict[str, dict] = field(default_factory=dict)
+
+    def add(self, entry: str, index: int, data_dir: Path) -> None:
+        path = data_dir / entry
+        if not path.exists():
+            self.report[f"fingerprints:{Path(entry).stem}"] = {"status": "absent", "missing": entry}
+            return
+        files = fingerprint_files(path)
+        if not files:
+            raise DataError(f"{path}: no *.sha256 fingerprint files (recipe key fingerprints.{index})")
+        for file in files:
+            name = f"fingerprints:{file.stem}"
+            digests = read_fingerprints(file)
+            for digest in digests:
+                self.digests.setdefault(digest, name)
+            self.report[name] = {"status": "present", "file": file.relative_to(data_dir).as_posix(),
+                                 "sha256": _file_hash(file), "fingerprints": len(digests), "matches": 0}
+
+    def match(self, record: _Record) -> str | None:
+        if not self.digests:
+            return None
+        for text in (record.input, record.output):
+            name = self.digests.get(fingerprint(text) or "")
+            if name is not None:
+                return name
+        return None
+
+
+def describe_overlap(by_source: dict[str, dict[str, int]]) -> str:
+    """One line for the console: how many training records were dropped, from which source, against which set."""
+    total = sum(n for sets in by_source.values() for n in sets.values())
+    return f"dropped {total} training records that overlap evaluation data: " + "; ".join(
+        f"{source}: " + ", ".join(f"{n} x {name}" for name, n in sorted(sets.items()))
+        for source, sets in sorted(by_source.items()))
+
+
 # --------------------------------------------------------------------------------------------------------------
 # selection helpers
 
@@ -496,9 +541,11 @@ def build_mix(
     from writetune.evalsets import all_eval_sets
 
     say("loading evaluation sets")
-    holdout, check = _EvalIndex(), _EvalIndex()
+    holdout, check, prints = _EvalIndex(), _EvalIndex(), _FingerprintIndex()
     for evalset in all_eval_sets():
         (holdout if evalset.suite in recipe.holdout_suites else check).add(evalset, data)
+    for index, entry in enumerate(recipe.fingerprints):
+        prints.add(entry, index, data)
     contaminated: list[tuple[_Record, str]] = []
     for name, records in pools.items():
         kept = []
@@ -514,6 +561,11 @@ def build_mix(
                 check.report[hit]["matches"] += 1
                 contaminated.append((record, hit))
                 continue
+            hit = prints.match(record)
+            if hit is not None:
+                prints.report[hit]["matches"] += 1
+                contaminated.append((record, hit))
+                continue
             kept.append(record)
         pools[name] = kept
         stats[name]["held_out"] = held
@@ -524,6 +576,12 @@ def build_mix(
             f"{len(contaminated)} training records contain evaluation items, e.g. {shown}. "
             "Remove the overlap or build with --drop-contaminated."
         )
+    overlap: dict[str, dict[str, int]] = {}  # source -> evaluation set -> records
+    for record, hit in contaminated:
+        by_set = overlap.setdefault(record.origin, {})
+        by_set[hit] = by_set.get(hit, 0) + 1
+    if contaminated:
+        say(describe_overlap(overlap))
 
     # 4. deduplicate: exact, then normalised (first occurrence wins, in recipe order)
     seen_exact: set[tuple] = set()
@@ -669,7 +727,9 @@ def build_mix(
             "mode": mode,
             "matches": len(contaminated),
             "dropped": len(contaminated) if mode == "drop" else 0,
+            "by_source": {source: dict(sorted(sets.items())) for source, sets in sorted(overlap.items())},
             "eval_sets": check.report,
+            "fingerprints": prints.report,
         },
         "tokenization": {
             "tokenized_sources": tokenized_sources,
