@@ -365,6 +365,11 @@ def test_base_recipes_and_task_filters(tmp_path, data):
     assert [s.name for s in recipe.sources] == ["gec", "split", "wnc"]
     only = write(tmp_path, "only.yaml", f"base: {base.name}\nname: only\ninclude_tasks: [alpaca]\n")
     assert [s.task for s in load_recipe(only).sources] == ["generic"]
+    extra = {"name": "more", "task": "clarity", "read": {"format": "wikisplit_tsv", "path": "split.tsv"}}
+    added = write(tmp_path, "added.yaml", yaml.safe_dump({"base": base.name, "name": "added", "add_sources": [extra]}))
+    assert [s.name for s in load_recipe(added).sources] == ["gec", "split", "wnc", "alpaca", "more"]
+    with pytest.raises(RecipeError, match="add_sources"):
+        load_recipe(write(tmp_path, "bad.yaml", f"base: {base.name}\nname: bad\nadd_sources: oops\n"))
     loop = write(tmp_path, "loop.yaml", "base: loop.yaml\nname: loop\n")
     with pytest.raises(RecipeError, match="include each other"):
         load_recipe(loop)

@@ -275,3 +275,14 @@ def load_eval_set(evalset: EvalSet | str, data_dir: str | Path) -> list[Example]
         raise MissingEvalData(evalset.name, missing[0])
     examples = evalset.source.read(data_dir, task=evalset.task, origin=evalset.name)
     return evalset.carving.select(examples) if evalset.carving else examples
+
+
+def evaluation_keys(data_dir: str | Path) -> set[str]:
+    """The match keys of every source and reference of every registered set present in `data_dir`: what no
+    training-side statistic may be drawn from."""
+    keys = set()
+    for evalset in all_eval_sets():
+        if evalset.available(data_dir):
+            for example in load_eval_set(evalset, data_dir):
+                keys.update(k for k in map(match_key, (example.source, *example.references)) if k)
+    return keys

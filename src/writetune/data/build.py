@@ -183,7 +183,8 @@ def _read_yaml_mapping(path: Path) -> dict:
 
 
 def _with_base(path: Path, data: dict, chain: tuple[Path, ...] = ()) -> dict:
-    """A recipe with `base: other.yaml` starts from that file's keys (paths relative to it) and overrides them."""
+    """A recipe with `base: other.yaml` starts from that file's keys (paths relative to it) and overrides them;
+    `add_sources` appends sources to the base's instead of replacing them."""
     base = data.get("base")
     if base is None:
         return data
@@ -203,7 +204,11 @@ def _with_base(path: Path, data: dict, chain: tuple[Path, ...] = ()) -> dict:
     merged["data_dir"] = rebase(merged.get("data_dir"))
     if isinstance(merged.get("task_files"), list):
         merged["task_files"] = [rebase(f) for f in merged["task_files"]]
-    merged.update({key: value for key, value in data.items() if key != "base"})
+    merged.update({key: value for key, value in data.items() if key not in ("base", "add_sources")})
+    if "add_sources" in data:
+        if not isinstance(data["add_sources"], list) or not isinstance(merged.get("sources", []), list):
+            raise RecipeError(f"{path}: key 'add_sources': expected a list of sources")
+        merged["sources"] = [*merged.get("sources", []), *data["add_sources"]]
     merged["base"] = base
     return merged
 

@@ -2,13 +2,14 @@
 its options. Recipes and the evaluation-set registry both use them, so a corpus is described the same way whether
 it is trained on or evaluated on.
 
-Each spec is a pydantic model with a `format` discriminator (the names of `readers.READERS`, plus `hub` and
-`synthetic`), unknown keys are refused, `files()` lists the paths it reads and `read(data_dir, task=..., origin=...)`
+Each spec is a pydantic model with a `format` discriminator (the names of `readers.READERS`, plus `hub`,
+`synthetic` and `learned_errors`), unknown keys are refused, `files()` lists the paths it reads and `read(data_dir, task=..., origin=...)`
 returns its examples.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -206,6 +207,87 @@ class SyntheticSource(_Spec):
         return examples
 
 
+LEARNED_ERRORS_VERSION = 1  # bump when the learning changes, so cached patterns are not reused
+
+
+class LearnedErrorsSource(_Spec):
+    """Grammar-correction pairs made by writing errors learned from real corrections into clean sentences
+    (`writetune.data.learned_errors`). `edits`: the grammar corpora whose corrections are learned (M2 files give their
+    annotated edits; other sources give (source, reference) pairs that ERRANT types); items of any registered
+    evaluation set present in the data directory are left out of the learning. `clean`, `side`: the clean sentences,
+    as for `synthetic`. Patterns seen fewer than `min_count` times are not used; a sentence gets at most
+    `max_errors` errors."""
+
+    format: Literal["learned_errors"]
+    edits: list["ReaderSpec"] = Field(min_length=1)
+    clean: "ReaderSpec"
+    side: Literal["references", "source"] = "references"
+    min_count: int = Field(2, ge=1)
+    max_errors: int = Field(4, ge=1)
+    seed: int = 0
+
+    def files(self) -> list[str]:
+        return [f for spec in (*self.edits, self.clean) for f in spec.files()]
+
+    def patterns(self, data_dir):
+        """The error patterns learned from `edits` (cached in the writetune cache by the content of the edit files,
+        this spec and the evaluation items left out: ERRANT takes minutes over the parallel corpora)."""
+        import hashlib
+
+        from writetune.atomic import write_text_atomic
+        from writetune.data.learned_errors import ErrorPatterns
+        from writetune.evalsets import evaluation_keys  # the registry reads its sets through this module
+        from writetune.models import cache_dir
+
+        held = evaluation_keys(data_dir)
+        digest = hashlib.sha256(json.dumps([LEARNED_ERRORS_VERSION, [s.model_dump() for s in self.edits], sorted(held)],
+                                           sort_keys=True).encode())
+        for spec in self.edits:
+            for rel in spec.files():
+                digest.update((Path(data_dir) / rel).read_bytes())
+        cached = cache_dir() / "learned_errors" / f"{digest.hexdigest()[:32]}.json"
+        if cached.is_file():
+            return ErrorPatterns.from_json(cached.read_text(encoding="utf-8")).pruned(self.min_count)
+        patterns = self._learn(data_dir, held)
+        write_text_atomic(cached, patterns.to_json())
+        return patterns.pruned(self.min_count)
+
+    def _learn(self, data_dir, held: set[str]):
+        from writetune.data.learned_errors import ErrorPatterns, patterns_from_m2, patterns_from_pairs
+        from writetune.data.m2format import parse_m2
+        from writetune.data.tokenization import match_key, tokenize_ptb
+
+        patterns = ErrorPatterns()
+        for spec in self.edits:
+            if isinstance(spec, M2Source):
+                path = Path(data_dir) / spec.path
+                document = parse_m2(readers.read_text(path), path, past_end="clamp", duplicates="keep")
+                skip = {sentence.line for sentence in document if match_key(sentence.source) in held}
+                patterns_from_m2(document, patterns, skip=skip)
+                continue
+            pairs = []
+            for example in spec.read(data_dir, task="grammaticality", origin="edits"):
+                if match_key(example.source) in held:
+                    continue
+                tok = (lambda t: " ".join(t.split())) if example.tokenized else tokenize_ptb
+                pairs.append((tok(example.source), [tok(r) for r in example.references]))
+            patterns_from_pairs(pairs, patterns)
+        return patterns
+
+    def read(self, data_dir, *, task, origin):
+        from writetune.data.learned_errors import LearnedErrorInjector
+
+        injector = LearnedErrorInjector(self.patterns(data_dir), seed=self.seed, max_errors=self.max_errors)
+        examples = []
+        for clean in self.clean.read(data_dir, task=task, origin=origin):
+            text = clean.references[0] if self.side == "references" else clean.source
+            text = detokenize(text) if clean.tokenized else text
+            corrupted = injector.corrupt(text, key=clean.id)
+            if corrupted is not None:
+                examples.append(Example(task, corrupted.text, (text,), origin, f"learned:{clean.id}", False))
+        return examples
+
+
 ReaderSpec = Annotated[
     Union[
         ParallelSource,
@@ -224,9 +306,10 @@ ReaderSpec = Annotated[
     ],
     Field(discriminator="format"),
 ]
-"""A file-based or hub source (everything but `synthetic`)."""
+"""A file-based or hub source (everything but `synthetic` and `learned_errors`)."""
 
-SourceSpec = Annotated[Union[ReaderSpec, SyntheticSource], Field(discriminator="format")]
-"""Any source, `synthetic` included."""
+SourceSpec = Annotated[Union[ReaderSpec, SyntheticSource, LearnedErrorsSource], Field(discriminator="format")]
+"""Any source, `synthetic` and `learned_errors` included."""
 
 SyntheticSource.model_rebuild()
+LearnedErrorsSource.model_rebuild()
