@@ -75,7 +75,7 @@ def _reference_scores(evalset, data_dir: Path) -> dict[str, float]:
     gold = _gold(evalset, data_dir, examples)
     out = {}
     for name in evalset.metrics:
-        metric = get_metric({"m2_f05": "m2", "errant_f05": "errant"}.get(name, name))
+        metric = get_metric(name)
         kwargs = metric_inputs(metric, [e.source for e in examples], examples, gold)
         out[name] = round(float(metric.corpus_score(**kwargs).score), 4)
     return out

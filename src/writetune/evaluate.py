@@ -36,8 +36,6 @@ RESULTS_FILE = "results.json"
 PREDICTIONS_DIR = "predictions"
 FEW_SHOT_PREFIX = "few-shot:"
 LOWER_IS_BETTER = {"self_bleu"}  # every other metric: higher is better
-# eval-set metric names that differ from the metric registry's names
-_METRIC_NAMES = {"m2_f05": "m2", "errant_f05": "errant"}
 
 
 class EvalConfigError(ValueError):
@@ -319,7 +317,7 @@ def _write_predictions(path: Path, records: list[dict], meta: dict) -> None:
 def _metric(name: str):
     from writetune.metrics import get_metric
 
-    return get_metric(_METRIC_NAMES.get(name, name))
+    return get_metric(name)
 
 
 def _gold(evalset: EvalSet, data_dir: Path, examples: Sequence[Example]):

@@ -50,7 +50,7 @@ _REGISTRY: dict[str, Callable[..., Metric]] = {
 }
 
 _ALIASES = {"exact_match": "em", "self-bleu": "self_bleu", "selfbleu": "self_bleu", "copy": "copy_rate",
-            "copy-rate": "copy_rate", "m2scorer": "m2", "maxmatch": "m2", "errant_f05": "errant"}
+            "copy-rate": "copy_rate", "m2scorer": "m2", "maxmatch": "m2", "m2_f05": "m2", "errant_f05": "errant"}
 
 
 def available_metrics() -> list[str]:
