@@ -94,8 +94,11 @@ def lr_lambda(schedule, total_steps: int):
 class Trainer:
     """One run. `setup()` then `fit()`; every setup step is a method of its own."""
 
-    def __init__(self, recipe: TrainRecipe, *, resume: bool = False, log=None):
+    def __init__(self, recipe: TrainRecipe, *, resume: bool = False, log=None, loaded=None):
+        """`loaded`: a `LoadedModel` (fp32) to train instead of loading `recipe.model`, e.g. a randomly
+        initialised model of a given shape."""
         self.recipe = recipe
+        self.preloaded = loaded
         self.resume = resume
         self.run_dir = Path(recipe.output_dir)
         self.say = log or (lambda message: None)
@@ -168,7 +171,7 @@ class Trainer:
         from writetune.train import attention
 
         r = self.recipe
-        loaded = load_model(r.model, dtype="float32")
+        loaded = self.preloaded or load_model(r.model, dtype="float32")
         self.loaded = loaded
         self.tokenizer, self.fmt = loaded.tokenizer, loaded.prompt_format
         model = loaded.model
