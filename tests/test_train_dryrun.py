@@ -38,7 +38,7 @@ def test_paper_recipe_needs_fsdp_and_fits_on_eight_gpus():
     assert sharded.exit_code == 0, sharded.output
     assert "6,738,415,616 total, 6,738,415,616 trainable" in sharded.output  # LLaMA-7B's published size
     assert "FSDP over 8 processes" in sharded.output and "LlamaDecoderLayer" in sharded.output
-    assert "16,384 tokens per step" in sharded.output and "h per epoch" in sharded.output
+    assert "16,384 tokens per step" in sharded.output and "per epoch on 8 x NVIDIA H100" in sharded.output
 
 
 def test_paper_recipe_per_device_terms_follow_the_formula():
@@ -54,6 +54,13 @@ def test_paper_recipe_per_device_terms_follow_the_formula():
     h100, a100 = (dryrun.plan_run(recipe, gpu=g, accelerate_config=FSDP, num_processes=8, examples=112002)
                   for g in ("h100", "a100"))
     assert a100.epoch_seconds / h100.epoch_seconds == pytest.approx(989.4 / 312.0)
+
+
+def test_two_machine_config_shards_over_all_processes():
+    plan = dryrun.plan_run(load_recipe(PAPER_TRAIN), accelerate_config=REPO / "configs" / "accelerate" /
+                           "fsdp-2nodes.yaml", examples=112002)
+    assert (plan.plan.kind, plan.plan.processes, plan.plan.machines, plan.plan.shards) == ("FSDP", 16, 2, 16)
+    assert plan.tokens_per_step == 16 * 2048
 
 
 def test_seventy_b_architecture_builds_on_meta():

@@ -481,11 +481,12 @@ class DryRun:
                      f"({'fits' if self.fits else 'does NOT fit'} {MEMORY_MARGIN:.0%} of a {self.gpu.name}, "
                      f"{self.gpu.memory_gib:g} GiB)")
         if self.data.steps_per_epoch is not None:
-            hours = self.epoch_seconds / 3600
+            seconds = self.epoch_seconds
+            duration = f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
             lines.append(f"steps        {self.data.steps_per_epoch:,} per epoch, "
                          f"{math.ceil(self.data.steps_per_epoch * r.num_epochs) if r.max_steps is None else r.max_steps:,}"
                          f" in the run")
-            lines.append(f"time         {hours:.2f} h per epoch on {self.plan.processes} x {self.gpu.name} at "
+            lines.append(f"time         {duration} per epoch on {self.plan.processes} x {self.gpu.name} at "
                          f"{self.mfu:.0%} MFU ({self.gpu.bf16_tflops:g} bf16 TFLOPS peak, "
                          f"{self.flops_per_token / 1e9:.1f} GFLOPs per token)")
         else:
