@@ -147,3 +147,14 @@ def test_memory_estimate_within_tolerance_of_measured_cpu_peak(tmp_path, method,
     estimate = sum(term.bytes for term in dryrun.memory_terms(recipe, counts, single, config, row))
     assert measured <= estimate <= TOLERANCE * measured, (estimate, measured)
     shutil.rmtree(tmp_path / "run", ignore_errors=True)
+
+
+def test_run_dry_run_takes_the_example_count_from_the_mix_recipe(tmp_path):
+    out = tmp_path / "paper"
+    result = runner.invoke(app, ["run", str(REPO / "configs" / "paper-llama7b.yaml"), "-o", str(out), "--dry-run",
+                                 "--data-dir", str(tmp_path), "--accelerate-config", str(FSDP),
+                                 "--num-processes", "8", "--gpu", "h200"])
+    assert result.exit_code == 0, result.output
+    assert "112,002 examples from the mix recipe's size" in result.output
+    assert f"{out.resolve()}/data/train.jsonl does not exist yet" in result.output.replace("\n", "")
+    assert not out.exists()  # a dry run writes nothing

@@ -85,9 +85,10 @@ def model_architecture(spec: str):
     shipped = ARCHITECTURES_DIR / f"{resolved.path.replace('/', '--')}.json"
     if shipped.is_file():
         return _config_from_json(shipped), f"{shipped.relative_to(Path(__file__).parents[2])} (shipped architecture)"
+    known = ", ".join(sorted(path.stem.replace("--", "/") for path in ARCHITECTURES_DIR.glob("*.json")))
     raise DryRunError(f"model '{spec}': a hub id whose config.json is neither in the local Hugging Face cache nor "
-                      f"shipped in {ARCHITECTURES_DIR} (known: {', '.join(sorted(p.stem.replace('--', '/') for p in ARCHITECTURES_DIR.glob('*.json')))}); "
-                      "download its config.json into a directory and name that directory as the model")
+                      f"shipped in {ARCHITECTURES_DIR} (known: {known}); download its config.json into a directory "
+                      "and name that directory as the model")
 
 
 def _config_from_json(path: Path):
@@ -105,14 +106,10 @@ def build_meta_model(recipe: TrainRecipe, config):
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
         if recipe.method == "lora":
-            from peft import LoraConfig, get_peft_model
+            from peft import get_peft_model
 
-            lora = recipe.lora
             try:
-                model = get_peft_model(model, LoraConfig(r=lora.rank, lora_alpha=lora.alpha,
-                                                         lora_dropout=lora.dropout,
-                                                         target_modules=list(lora.target_modules), bias="none",
-                                                         task_type="CAUSAL_LM"))
+                model = get_peft_model(model, recipe.lora.peft_config())
             except ValueError as err:
                 raise DryRunError(f"key 'lora.target_modules': {err}".splitlines()[0]) from None
     return model
@@ -227,8 +224,9 @@ def read_accelerate_config(path: str | Path | None, num_processes: int | None = 
         classes = {type(module).__name__ for module in model.modules()}
         for name in str(wrap_class or "").split(","):
             if name.strip() and name.strip() not in classes:
+                layer = type(_decoder_layers(model)[0]).__name__
                 raise DryRunError(f"{path}: fsdp_transformer_layer_cls_to_wrap '{name.strip()}' is not a module "
-                                  f"class of the model (its decoder layers are {_decoder_layers(model)[0].__class__.__name__})")
+                                  f"class of the model (its decoder layers are {layer})")
     if version == 2:
         sharding = "FULL_SHARD" if fsdp.get("fsdp_reshard_after_forward", True) else "SHARD_GRAD_OP"
     else:
@@ -458,8 +456,8 @@ class DryRun:
 
     def misfit_reason(self) -> str:
         return (f"the estimate ({self.total_bytes / GIB:.1f} GiB per device) does not fit a {self.gpu.name} "
-                f"({MEMORY_MARGIN:.0%} of {self.gpu.memory_gib:g} GiB = {self.budget_bytes / GIB:.1f} GiB)"
-                + (f"; {_suggestion(self)}" if _suggestion(self) else ""))
+                f"({MEMORY_MARGIN:.0%} of {self.gpu.memory_gib:g} GiB = {self.budget_bytes / GIB:.1f} GiB); "
+                f"{_suggestion(self)}")
 
     def format(self) -> str:
         r = self.recipe
@@ -483,9 +481,8 @@ class DryRun:
         if self.data.steps_per_epoch is not None:
             seconds = self.epoch_seconds
             duration = f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
-            lines.append(f"steps        {self.data.steps_per_epoch:,} per epoch, "
-                         f"{math.ceil(self.data.steps_per_epoch * r.num_epochs) if r.max_steps is None else r.max_steps:,}"
-                         f" in the run")
+            run_steps = r.max_steps or math.ceil(self.data.steps_per_epoch * r.num_epochs)
+            lines.append(f"steps        {self.data.steps_per_epoch:,} per epoch, {run_steps:,} in the run")
             lines.append(f"time         {duration} per epoch on {self.plan.processes} x {self.gpu.name} at "
                          f"{self.mfu:.0%} MFU ({self.gpu.bf16_tflops:g} bf16 TFLOPS peak, "
                          f"{self.flops_per_token / 1e9:.1f} GFLOPs per token)")

@@ -176,13 +176,11 @@ class Trainer:
         self.tokenizer, self.fmt = loaded.tokenizer, loaded.prompt_format
         model = loaded.model
         if r.method == "lora":
-            from peft import LoraConfig, get_peft_model
+            from peft import get_peft_model
 
             if r.precision == "bf16":
                 model.to(torch.bfloat16)  # frozen: no master copy needed; autocast computes in bf16 anyway
-            config = LoraConfig(r=r.lora.rank, lora_alpha=r.lora.alpha, lora_dropout=r.lora.dropout,
-                                target_modules=list(r.lora.target_modules), bias="none", task_type="CAUSAL_LM")
-            model = get_peft_model(model, config)
+            model = get_peft_model(model, r.lora.peft_config())
             for param in model.parameters():
                 if param.requires_grad:
                     param.data = param.data.float()
