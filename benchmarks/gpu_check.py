@@ -16,8 +16,8 @@ shape):
                 steps: tokens/s, MFU, peak memory. Skipped, with the reason, when trl is not installed
   loss at step 1 both systems' loss on the same 8 examples with the same initial weights (before any update)
 For the SmolLM2-135M shape, generation: the writetune engine against transformers' continuous batching
-(`generate_batch`) on the same prompts, greedy, the same token budget: generated tokens/s and the share of
-identical outputs.
+(`generate_batch`, its default scheduling) on the same prompts, greedy, the same token budget, the engine with 64
+rows as `writetune eval` runs it: generated tokens/s and the share of identical outputs.
 
 The last line printed is the summary of ratios; `--out` also gets every number as JSON. `--cpu-smoke` runs the
 same code end to end on CPU at tiny sizes (what the test suite runs); its numbers are not measurements of anything.
@@ -167,9 +167,8 @@ def run_writetune(shape: str, config, tokenizer, mix: Path, workdir: Path, plan:
     if device != "cuda":  # the profiler's memory timeline would slow the timed steps: one more step, alone
         measured_steps = range(plan["steps"] + 1, plan["steps"] + 2)
         peak = step_peak_bytes(lambda: trainer.train_step(measured_steps[0]), trainer.device)
-    rows = [[trainer.train[i] for i in row] for index in measured_steps for row in trainer.plan.steps[index]]
-    shapes = [dryrun.RowShape(tokens=sum(len(e) for e in row), targets=sum(e.n_response for e in row),
-                              example_lengths=tuple(len(e) for e in row)) for row in rows]
+    shapes = [dryrun.RowShape.of([trainer.train[i] for i in row]) for index in measured_steps
+              for row in trainer.plan.steps[index]]
     counts = dryrun.count_parameters(dryrun.build_meta_model(recipe, config))
     single = dryrun.read_accelerate_config(None)
     estimate = max(sum(t.bytes for t in dryrun.memory_terms(recipe, counts, single, config, row)) for row in shapes)

@@ -137,10 +137,7 @@ def test_memory_estimate_within_tolerance_of_measured_cpu_peak(tmp_path, method,
     trainer = Trainer(recipe).setup()
     trainer.train_step(0)  # the first step creates the optimizer state; the second is the steady state
     measured = step_peak_bytes(lambda: trainer.train_step(1), "cpu")
-    row_examples = [trainer.train[i] for i in trainer.plan.steps[1][0]]
-    row = dryrun.RowShape(tokens=sum(len(ex) for ex in row_examples),
-                          targets=sum(ex.n_response for ex in row_examples),
-                          example_lengths=tuple(len(ex) for ex in row_examples))
+    row = dryrun.RowShape.of([trainer.train[i] for i in trainer.plan.steps[1][0]])
     config, _ = dryrun.model_architecture(str(model_dir))
     counts = dryrun.count_parameters(dryrun.build_meta_model(recipe, config))
     single = dryrun.read_accelerate_config(None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,7 +206,7 @@ def read_accelerate_config(path: str | Path | None, num_processes: int | None = 
         raise DryRunError(f"{path}: {err}") from None
     processes = num_processes or config.num_processes or 1
     kind = str(getattr(config.distributed_type, "value", config.distributed_type))
-    if kind == "NO" or processes == 1 and kind != "FSDP":
+    if kind == "NO" or (processes == 1 and kind != "FSDP"):
         return DistributedPlan(kind="single", processes=1, source=str(path))
     if kind not in ("MULTI_GPU", "FSDP", "MULTI_CPU"):
         raise DryRunError(f"{path}: distributed_type {kind} is not one writetune trains with (MULTI_GPU or FSDP)")
@@ -247,6 +248,12 @@ class RowShape:
     targets: int  # positions sent through the LM head
     example_lengths: tuple[int, ...]
 
+    @classmethod
+    def of(cls, examples) -> "RowShape":
+        """The shape of a row packed from these `collate.TokenizedExample`s."""
+        return cls(tokens=sum(len(ex) for ex in examples), targets=sum(ex.n_response for ex in examples),
+                   example_lengths=tuple(len(ex) for ex in examples))
+
 
 @dataclass(frozen=True)
 class DataPlan:
@@ -266,11 +273,12 @@ def worst_case_row(recipe: TrainRecipe) -> RowShape:
     return RowShape(tokens=budget, targets=budget, example_lengths=tuple(lengths))
 
 
-def plan_data(recipe: TrainRecipe, world: int, *, examples_hint: int | None = None,
-              example_tokens: float | None = None, activation_bytes=None) -> DataPlan:
+def plan_data(recipe: TrainRecipe, world: int, activation_bytes: Callable[[RowShape], float], *,
+              examples_hint: int | None = None, example_tokens: float | None = None) -> DataPlan:
     """Steps per epoch and the row to size memory for. With the mix built and the model's tokenizer available
-    offline, the real plan (`collate.plan_steps`) is computed and its heaviest row taken; otherwise the number of
-    examples comes from the manifest or `examples_hint` and their mean length from `example_tokens`."""
+    offline, the real plan (`collate.plan_steps`) is computed and the row with the most `activation_bytes` taken;
+    otherwise the number of examples comes from the manifest or `examples_hint`, their mean length from
+    `example_tokens`, and the row is the worst case."""
     from writetune.train.collate import plan_steps, read_records, tokenize_records
 
     data = Path(recipe.data)
@@ -284,9 +292,8 @@ def plan_data(recipe: TrainRecipe, world: int, *, examples_hint: int | None = No
                               "tokens (batch.max_example_tokens)")
         plan = plan_steps([len(ex) for ex in kept], budget=recipe.batch.tokens, seed=recipe.seed, world_size=world,
                           grad_accum=recipe.batch.grad_accum, epochs=1.0)
-        rows = [RowShape(tokens=sum(len(kept[i]) for i in row), targets=sum(kept[i].n_response for i in row),
-                         example_lengths=tuple(len(kept[i]) for i in row)) for step in plan.steps for row in step]
-        heaviest = max(rows, key=activation_bytes) if activation_bytes else max(rows, key=lambda r: r.tokens)
+        rows = [RowShape.of([kept[i] for i in row]) for step in plan.steps for row in step]
+        heaviest = max(rows, key=activation_bytes)
         return DataPlan(source=f"{data / 'train.jsonl'} tokenized ({len(kept):,} examples kept, "
                         f"{len(examples) - len(kept)} longer than {recipe.batch.example_limit} tokens left out)",
                         examples=len(kept), mean_example_tokens=sum(len(ex) for ex in kept) / len(kept),
@@ -529,8 +536,7 @@ def plan_run(recipe: TrainRecipe, *, gpu: str = "h100", mfu: float = DEFAULT_MFU
     def row_bytes(row: RowShape) -> float:
         return sum(term.bytes for term in activation_terms(recipe, config, plan, row))
 
-    data_plan = plan_data(recipe, plan.processes, examples_hint=examples, example_tokens=example_tokens,
-                          activation_bytes=row_bytes)
+    data_plan = plan_data(recipe, plan.processes, row_bytes, examples_hint=examples, example_tokens=example_tokens)
     terms = memory_terms(recipe, counts, plan, config, data_plan.row)
     return DryRun(recipe=recipe, architecture_source=source, counts=counts, plan=plan, data=data_plan,
                   memory=terms, gpu=device, mfu=mfu,
