@@ -113,41 +113,48 @@ def run_writetune(args, mix: Path, workdir: Path) -> dict:
             "setting": f"rows of <= {args.row_tokens} tokens, {len(trainer.plan)} steps"}
 
 
-def run_trl(args, mix: Path, workdir: Path, matched: bool) -> dict:
+def sft_trainer(loaded, mix: Path, output_dir: Path, *, rank: int, alpha: float, lr: float, precision: str,
+                gradient_checkpointing: bool, matched: bool = True, max_steps: int = -1, logging_steps: int = 10_000,
+                **config_kwargs):
+    """TRL's SFTTrainer on a mix's train.jsonl, rendered by writetune's prompt format as prompt/completion pairs
+    (completion-only loss), with writetune's LoRA config: `matched` sets writetune's precision, gradient
+    checkpointing and constant schedule, else TRL's SFTConfig defaults are kept; `config_kwargs` go to SFTConfig."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from writetune.models import load_model
     from writetune.train.collate import read_records
 
-    loaded = load_model(args.model)
     fmt, tokenizer = loaded.prompt_format, loaded.tokenizer
     records = read_records(mix / "train.jsonl")
     dataset = Dataset.from_list([{"prompt": fmt.render_prompt(r.instruction, r.input),
                                   "completion": fmt.render_response(r.output)} for r in records])
-    peft_config = LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=0.0, target_modules=TARGETS,
+    peft_config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=TARGETS,
                              task_type="CAUSAL_LM")
-    common = dict(output_dir=str(workdir / ("trl-matched" if matched else "trl-defaults")), num_train_epochs=1,
-                  report_to="none", save_strategy="no", seed=0, use_cpu=not torch.cuda.is_available(),
-                  learning_rate=args.lr, dataset_num_proc=None, disable_tqdm=True)
+    common = dict(output_dir=str(output_dir), num_train_epochs=1, max_steps=max_steps, report_to="none",
+                  save_strategy="no", seed=0, use_cpu=not torch.cuda.is_available(), learning_rate=lr,
+                  dataset_num_proc=None, disable_tqdm=True, **config_kwargs)
     if matched:
-        config = SFTConfig(**common, bf16=args.precision == "bf16", gradient_checkpointing=args.gradient_checkpointing,
-                           lr_scheduler_type="constant", logging_steps=10_000)
+        config = SFTConfig(**common, bf16=precision == "bf16", gradient_checkpointing=gradient_checkpointing,
+                           lr_scheduler_type="constant", logging_steps=logging_steps)
     else:
         config = SFTConfig(**common)
-    trainer = SFTTrainer(model=loaded.model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=peft_config)
-    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    return SFTTrainer(model=loaded.model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                      peft_config=peft_config)
 
-    # one untimed forward/backward, as for writetune
+
+def timed_sft_training(trainer) -> tuple[float, "PeakMemory"]:
+    """Train an SFTTrainer after one untimed forward/backward (as writetune's row gets); returns the seconds
+    between TRL's train-begin and train-end callbacks and the peak memory over `train()`."""
+    import torch
+    from transformers import TrainerCallback
+
     model = trainer.model
     model.train()
     sample = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
     sample = {k: v.to(model.device) for k, v in sample.items() if hasattr(v, "to")}
-    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=config.bf16):
+    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=trainer.args.bf16):
         model(**sample).loss.backward()
     model.zero_grad(set_to_none=True)
 
@@ -163,7 +170,18 @@ def run_trl(args, mix: Path, workdir: Path, matched: bool) -> dict:
     trainer.add_callback(Clock())
     with PeakMemory() as memory:
         trainer.train()
-    seconds = times["end"] - times["start"]
+    return times["end"] - times["start"], memory
+
+
+def run_trl(args, mix: Path, workdir: Path, matched: bool) -> dict:
+    from writetune.models import load_model
+
+    trainer = sft_trainer(load_model(args.model), mix, workdir / ("trl-matched" if matched else "trl-defaults"),
+                          rank=args.rank, alpha=args.alpha, lr=args.lr, precision=args.precision,
+                          gradient_checkpointing=args.gradient_checkpointing, matched=matched)
+    config, dataset = trainer.args, trainer.train_dataset
+    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    seconds, memory = timed_sft_training(trainer)
     setting = (f"batch {config.per_device_train_batch_size} padded, grad ckpt {config.gradient_checkpointing}, "
                f"bf16 {config.bf16}")
     return {"system": "trl-matched" if matched else "trl-defaults", "examples": len(dataset), "tokens": tokens,

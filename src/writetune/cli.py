@@ -204,6 +204,29 @@ def serve(
     run_server(settings, engine)
 
 
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Validate, build the model on the meta device and "
+                                           "print the plan (parameters, FSDP/DDP, memory, steps, time); no "
+                                           "training. Exit 1 when it does not fit --gpu.")]
+GpuOption = Annotated[str, typer.Option("--gpu", help="Dry run: a100, h100, h200, l40s or rtx4090.")]
+MfuOption = Annotated[float, typer.Option("--mfu", help="Dry run: model FLOPs utilisation for the time estimate.")]
+AccelerateOption = Annotated[str | None, typer.Option("--accelerate-config", help="Dry run: the accelerate config "
+                                                      "the job will be launched with.")]
+ProcessesOption = Annotated[int | None, typer.Option("--num-processes", min=1, help="Dry run: processes of the job "
+                                                     "(accelerate launch --num_processes).")]
+ExamplesOption = Annotated[int | None, typer.Option("--examples", min=1, help="Dry run: training examples, when "
+                                                    "the mix is not built yet.")]
+ExampleTokensOption = Annotated[float | None, typer.Option("--example-tokens", min=1, help="Dry run: mean tokens "
+                                                           "per example, when the mix cannot be tokenized here.")]
+
+
+def print_dry_run(plan) -> None:
+    """Print a dry run's plan; exit 1 with the reason when it does not fit the GPU."""
+    console.print(plan.format(), highlight=False, markup=False, soft_wrap=True)
+    if not plan.fits:
+        err_console.print(f"[red]error:[/red] {plan.misfit_reason()}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
 @app.command()
 def train(
     recipe: Annotated[str, typer.Argument(help="Training recipe YAML, e.g. configs/train-lora-quick.yaml.")],
@@ -211,11 +234,27 @@ def train(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a recipe key, e.g. --set optimizer.lr=1e-4.")
     ] = None,
+    dry_run: DryRunOption = False,
+    gpu: GpuOption = "h100",
+    mfu: MfuOption = 0.4,
+    accelerate_config: AccelerateOption = None,
+    num_processes: ProcessesOption = None,
+    examples: ExamplesOption = None,
+    example_tokens: ExampleTokensOption = None,
 ):
     """Instruction-tune a model on a mix (LoRA or full); run under `accelerate launch` for several processes."""
     from writetune.train.loop import train as run_training
     from writetune.train.recipe import load_recipe
 
+    if dry_run:
+        from writetune.train.dryrun import plan_run
+
+        with user_errors():
+            plan = plan_run(load_recipe(recipe, overrides or []), gpu=gpu, mfu=mfu,
+                            accelerate_config=accelerate_config, num_processes=num_processes, examples=examples,
+                            example_tokens=example_tokens)
+        print_dry_run(plan)
+        return
     with user_errors():
         result = run_training(load_recipe(recipe, overrides or []), resume=resume,
                               log=lambda message: err_console.print(message, highlight=False, markup=False))
@@ -251,11 +290,25 @@ def run(
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory (also the tuned model's spec).")],
     data_dir: Annotated[str | None, typer.Option(help="Corpora directory (else $WRITETUNE_DATA, else the recipe).")]
     = None,
+    dry_run: DryRunOption = False,
+    gpu: GpuOption = "h100",
+    mfu: MfuOption = 0.4,
+    accelerate_config: AccelerateOption = None,
+    num_processes: ProcessesOption = None,
+    examples: ExamplesOption = None,
+    example_tokens: ExampleTokensOption = None,
 ):
     """Build the mix, train, and evaluate base, copy and tuned rows from one recipe; re-running continues."""
-    from writetune.pipeline import EVAL_DIR, run_pipeline
+    from writetune.pipeline import EVAL_DIR, dry_run_pipeline, run_pipeline
     from writetune.report import markdown_table
 
+    if dry_run:
+        with user_errors():
+            plan = dry_run_pipeline(recipe, out, data_dir=data_dir, gpu=gpu, mfu=mfu,
+                                    accelerate_config=accelerate_config, num_processes=num_processes,
+                                    examples=examples, example_tokens=example_tokens)
+        print_dry_run(plan)
+        return
     with user_errors():
         result = run_pipeline(recipe, out, data_dir=data_dir,
                               log=lambda message: console.print(message, highlight=False, markup=False))

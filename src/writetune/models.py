@@ -256,3 +256,33 @@ def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu", cache:
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, prompt_format=fmt or format_for_tokenizer(tokenizer),
                        resolved=resolved)
+
+
+def load_tokenizer(spec: str, *, offline: bool = False, cache: Path | None = None):
+    """A spec's tokenizer and prompt format, without loading the model's weights: from the model directory (an
+    adapter's own, else its base's), from a GGUF file's header when it is not converted yet, or from the hub
+    (with `offline`, only from the local Hugging Face cache; ModelSpecError when it is not there)."""
+    from transformers import AutoTokenizer
+
+    resolved = resolve(spec, cache=cache, convert=False)
+    own = resolved if resolved.kind == "adapter" else None
+    target = resolved.base if own is not None else resolved
+    if target.kind in ("alias", "gguf") and not is_converted(Path(target.path)):
+        gguf = embedded_gguf_path(target.spec) if target.kind == "alias" else Path(target.spec).resolve()
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    elif target.kind == "hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = isinstance(try_to_load_from_cache(target.path, "tokenizer_config.json"), str)
+        if offline and not cached:
+            raise ModelSpecError(f"'{target.spec}': its tokenizer is not in the local Hugging Face cache")
+        tokenizer = AutoTokenizer.from_pretrained(target.path, local_files_only=cached)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(target.path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    fmt = None
+    for candidate in (own, target):
+        if fmt is None and candidate is not None and candidate.kind != "hub":
+            fmt = load_prompt_format(candidate.path)
+    return tokenizer, fmt or format_for_tokenizer(tokenizer)

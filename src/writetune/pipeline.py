@@ -222,3 +222,25 @@ def run_pipeline(recipe_path: str | Path, out: str | Path, *, data_dir: str | Pa
     result.results = run_evaluation(config)  # also writes report.md, results.csv and plots/ into the eval dir
     result.stages["eval"] = "done"
     return result
+
+
+def dry_run_pipeline(recipe_path: str | Path, out: str | Path, *, data_dir: str | Path | None = None, **options):
+    """The training stage's dry run (`writetune.train.dryrun.plan_run`) as `run_pipeline` would set it up: the run
+    recipe, its mix recipe, its data directory and its evaluation settings are validated, the training recipe gets
+    the run's data and output directories, and the example count comes from the mix recipe's size until the mix is
+    built. `options` are plan_run's."""
+    from writetune.data.build import load_recipe as load_mix_recipe
+    from writetune.train.dryrun import plan_run
+    from writetune.train.recipe import load_recipe
+
+    recipe_path = Path(recipe_path)
+    recipe = load_run_recipe(recipe_path)
+    out = Path(out)
+    mix = load_mix_recipe(relative_to(recipe_path, recipe.data))
+    data_root = resolve_run_data_dir(data_dir, recipe, recipe_path)
+    settings = {**recipe.train_set, "data": str((out / DATA_DIR).resolve()), "output_dir": str(out.resolve())}
+    train_recipe = load_recipe(relative_to(recipe_path, recipe.train), settings=settings)
+    eval_config(recipe.eval, [f"{TUNED_SYSTEM}={out.resolve()}"], train_recipe.model, data_root, out / EVAL_DIR)
+    options.setdefault("examples", None)
+    options["examples"] = options["examples"] or mix.size
+    return plan_run(train_recipe, **options)

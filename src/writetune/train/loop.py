@@ -94,8 +94,11 @@ def lr_lambda(schedule, total_steps: int):
 class Trainer:
     """One run. `setup()` then `fit()`; every setup step is a method of its own."""
 
-    def __init__(self, recipe: TrainRecipe, *, resume: bool = False, log=None):
+    def __init__(self, recipe: TrainRecipe, *, resume: bool = False, log=None, loaded=None):
+        """`loaded`: a `LoadedModel` (fp32) to train instead of loading `recipe.model`, e.g. a randomly
+        initialised model of a given shape."""
         self.recipe = recipe
+        self.preloaded = loaded
         self.resume = resume
         self.run_dir = Path(recipe.output_dir)
         self.say = log or (lambda message: None)
@@ -168,18 +171,16 @@ class Trainer:
         from writetune.train import attention
 
         r = self.recipe
-        loaded = load_model(r.model, dtype="float32")
+        loaded = self.preloaded or load_model(r.model, dtype="float32")
         self.loaded = loaded
         self.tokenizer, self.fmt = loaded.tokenizer, loaded.prompt_format
         model = loaded.model
         if r.method == "lora":
-            from peft import LoraConfig, get_peft_model
+            from peft import get_peft_model
 
             if r.precision == "bf16":
                 model.to(torch.bfloat16)  # frozen: no master copy needed; autocast computes in bf16 anyway
-            config = LoraConfig(r=r.lora.rank, lora_alpha=r.lora.alpha, lora_dropout=r.lora.dropout,
-                                target_modules=list(r.lora.target_modules), bias="none", task_type="CAUSAL_LM")
-            model = get_peft_model(model, config)
+            model = get_peft_model(model, r.lora.peft_config())
             for param in model.parameters():
                 if param.requires_grad:
                     param.data = param.data.float()

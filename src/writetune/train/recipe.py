@@ -40,6 +40,13 @@ class LoraSettings(_Strict):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     target_modules: list[str] = Field(default_factory=lambda: list(LLAMA_LINEAR_MODULES), min_length=1)
 
+    def peft_config(self):
+        """These settings as PEFT's LoraConfig for a causal LM (no bias training)."""
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=list(self.target_modules), bias="none", task_type="CAUSAL_LM")
+
 
 class OptimizerSettings(_Strict):
     """AdamW. `max_grad_norm` clips the global gradient norm (null: no clipping)."""
