@@ -98,7 +98,7 @@ class Recipe(_Strict):
     unchanged_share_per_task: dict[str, float] = {}
     dev: DevConfig = DevConfig()
     contamination: Literal["refuse", "drop"] = "refuse"
-    holdout_suites: list[str] = ["writing-dev"]
+    holdout_suites: list[str] = ["writing-dev", "general"]
     task_files: list[str] = []
     base: str | None = None
     include_tasks: list[str] | None = None
