@@ -10,6 +10,7 @@ from importlib import resources
 import pytest
 
 from test_eval_fixtures import RecordingGenerator, write_writing_data
+from writetune import evalsets
 from writetune.evalsets import get_eval_set, load_eval_set, suite
 from writetune.evaluate import EvalConfig, Evaluation
 from writetune.metrics import get_metric
@@ -108,11 +109,11 @@ def test_rouge_l_and_the_answer_measures():
 def test_alpaca_carving_holds_whole_records(shared_dir):
     evalset = get_eval_set("alpaca_heldout")
     items = load_eval_set(evalset, shared_dir / "data")
-    assert len(items) == 100 and all(e.instruction and e.references[0] for e in items)
+    assert len(items) == evalsets.ALPACA_HELDOUT and all(e.instruction and e.references[0] for e in items)
     assert sum(not e.source for e in items) > 10  # records without an input are carved by their instruction
     assert len({(e.instruction, e.source) for e in items}) == len(items)
     assert [e.id for e in load_eval_set(evalset, shared_dir / "data")] == [e.id for e in items]
-    assert len(load_eval_set(get_eval_set("ifbench"), shared_dir / "data")) == 100
+    assert len(load_eval_set(get_eval_set("ifbench"), shared_dir / "data")) == evalsets.IFBENCH_PROMPTS
 
 
 def test_no_mix_trains_on_the_general_suite(shared_dir, tmp_path):
@@ -176,3 +177,25 @@ def test_general_suite_lists_both_sets_and_writing_data_alone_skips_alpaca(tmp_p
     assert list(document["sets"]) == ["ifbench"] and document["skipped"][0]["set"] == "alpaca_heldout"
     score = next(r for r in document["systems"]["copy"]["ifbench"] if r["metric"] == "ifbench_prompt_strict")
     assert score["score"] == 0.0  # copying gives an empty answer, which follows nothing
+
+
+@pytest.mark.parametrize("name", ["rouge_l", "answer_words", "empty_or_truncated", *ifbench.ACCURACY_METRICS])
+def test_vectorised_resampling_equals_reaggregation(name, sample_outputs):
+    import numpy as np
+
+    from writetune.metrics.base import make_inputs
+
+    records = sample_outputs[:60]
+    hyps = [r["response"] if k % 7 else "" for k, r in enumerate(records)]
+    if name.startswith("ifbench"):
+        metric, inputs = get_metric(name), make_inputs(hyps, sources=[r["prompt"] for r in records])
+    elif name == "rouge_l":
+        metric, inputs = get_metric(name), make_inputs(hyps, refs=[[r["prompt"] for r in records]])
+    else:
+        options = {"truncated": [k % 3 == 0 for k in range(len(hyps))]} if name == "empty_or_truncated" else {}
+        metric, inputs = get_metric(name, **options), make_inputs(hyps)
+    stats = metric.segment_stats(inputs)
+    indices = np.vstack([np.arange(stats.n), np.random.default_rng(5).integers(0, stats.n, size=(6, stats.n))])
+    fast = metric.resampled_scores(stats, indices)
+    assert fast == pytest.approx([metric.aggregate(stats.take(row))[0] for row in indices], abs=1e-9)
+    assert fast[0] == pytest.approx(metric.aggregate(stats)[0], abs=1e-9)

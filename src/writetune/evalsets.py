@@ -129,9 +129,9 @@ _DEV = Carving(200)
 IFBENCH = ("ifbench_prompt_strict", "ifbench_prompt_loose", "ifbench_instruction_strict", "ifbench_instruction_loose",
            "answer_words", "empty_or_truncated")
 # sized so that the suite runs in under 10 minutes for a 135M model on a shared 2-core CPU (docs/evaluation.md)
-IFBENCH_PROMPTS = 100  # prompts of the IFBench carving (of 294)
-ALPACA_HELDOUT = 100  # records of the held-out Alpaca carving (of 5,000)
-GENERAL_BUDGET = 64  # new tokens per answer on the general suite
+IFBENCH_PROMPTS = 50  # prompts of the IFBench carving (of 294)
+ALPACA_HELDOUT = 60  # records of the held-out Alpaca carving (of 5,000)
+GENERAL_BUDGET = 48  # new tokens per answer on the general suite
 
 _BUILTIN = (
     # ---- writing: test splits as released

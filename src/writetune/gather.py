@@ -75,9 +75,12 @@ def find_results(directory: str | Path) -> Source:
     raise FileNotFoundError(f"{root}: no {RESULTS_FILE} (nor eval/{RESULTS_FILE})")
 
 
-def _signatures(document: dict) -> dict[tuple[str, str], str]:
+def _signatures(document: dict, system: str | None = None) -> dict[tuple[str, str], str]:
+    """(set, metric) -> signature, of `system`'s records or the first record of each."""
     out: dict[tuple[str, str], str] = {}
-    for system, rows in document["systems"].items():
+    for name, rows in document["systems"].items():
+        if system is not None and name != system:
+            continue
         for set_name, value in rows.items():
             for record in value if isinstance(value, list) else [value]:
                 out.setdefault((set_name, record["metric"]), record.get("signature", ""))
@@ -92,8 +95,9 @@ def _system_identity(document: dict, name: str) -> dict:
 def check_comparable(sources: list[Source]) -> None:
     """Raise IncomparableResults (file and key) unless every document was scored like the first."""
     first = sources[0]
-    sets0, signatures0 = first.document.get("sets") or {}, _signatures(first.document)
+    sets0 = first.document.get("sets") or {}
     base0 = _system_identity(first.document, first.document.get("baseline"))
+    signatures0 = _signatures(first.document, first.document.get("baseline"))
     for source in sources[1:]:
         sets = source.document.get("sets") or {}
         if set(sets) != set(sets0):
@@ -106,17 +110,17 @@ def check_comparable(sources: list[Source]) -> None:
                     raise IncomparableResults(
                         f"{source.path}: key 'sets.{name}.{key}': {sets[name].get(key)!r}, but {first.path} has "
                         f"{sets0[name].get(key)!r}")
-        for (set_name, metric), signature in _signatures(source.document).items():
-            if (set_name, metric) in signatures0 and signature != signatures0[(set_name, metric)]:
-                raise IncomparableResults(
-                    f"{source.path}: key 'systems.*.{set_name}.signature' ({metric}): '{signature}', but "
-                    f"{first.path} has '{signatures0[(set_name, metric)]}'")
-        base = _system_identity(source.document, source.document.get("baseline"))
+        baseline = source.document.get("baseline")
+        base = _system_identity(source.document, baseline)
         if base != base0:
             raise IncomparableResults(
-                f"{source.path}: key 'baseline': '{source.document.get('baseline')}' ({base}) is not the baseline of "
-                f"{first.path}, '{first.document.get('baseline')}' ({base0}); significance marks would mean different "
-                "things")
+                f"{source.path}: key 'baseline': '{baseline}' ({base}) is not the baseline of {first.path}, "
+                f"'{first.document.get('baseline')}' ({base0}); significance marks would mean different things")
+        for (set_name, metric), signature in _signatures(source.document, baseline).items():
+            if (set_name, metric) in signatures0 and signature != signatures0[(set_name, metric)]:
+                raise IncomparableResults(
+                    f"{source.path}: key 'systems.{baseline}.{set_name}.signature' ({metric}): '{signature}', but "
+                    f"{first.path} has '{signatures0[(set_name, metric)]}'")
 
 
 def gather(sources: list[Source]) -> dict:

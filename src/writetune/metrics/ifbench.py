@@ -218,8 +218,9 @@ def verify(prompt: str, response: str, mode: str) -> tuple[int | None, ...]:
                 continue
             try:
                 out.append(1 if _check(item, index, response, mode) else 0)
-            except LookupError:
-                raise
+            except LookupError as err:  # the probe reached no NLTK call that this answer reaches
+                raise MetricInputError(f"IFBench: the verifier of '{instruction_id}' needs NLTK data that is not "
+                                       f"installed: {str(err).strip().splitlines()[0]}") from None
             except Exception:  # noqa: BLE001 - a verifier that fails on an answer has not seen its instruction met
                 out.append(-1)
     return tuple(out)
