@@ -152,8 +152,8 @@ def test_runner_uses_each_items_own_instruction_and_the_sets_budget(shared_dir, 
     items = load_eval_set(get_eval_set("alpaca_heldout"), shared_dir / "data")[:4]
     budget = get_eval_set("alpaca_heldout").max_new_tokens
     generator = TokenizingGenerator({items[0].instruction: "", items[1].instruction: "a short answer"}, budget)
-    config = EvalConfig(models=["fake"], data_dir=shared_dir / "data", out=tmp_path / "out", suite="writing-dev,general",
-                        sets=["alpaca_heldout", "ifbench"], limit=4, bootstrap=20)
+    config = EvalConfig(models=["fake"], data_dir=shared_dir / "data", out=tmp_path / "out",
+                        suite="writing-dev,general", sets=["alpaca_heldout", "ifbench"], limit=4, bootstrap=20)
     document = Evaluation(config, make=lambda *a, **k: generator, progress=False).run()
     requests = [r for batch, _ in generator.calls for r in batch]
     by_instruction = {r.instruction: r for r in requests}

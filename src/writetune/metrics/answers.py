@@ -52,7 +52,8 @@ class EmptyOrTruncated(ShareMetric):
 
     def segment_stats(self, inputs: Inputs) -> SegmentStats:
         if self.truncated is not None and len(self.truncated) != len(inputs.hyps):
-            raise MetricInputError(f"{self.name}: {len(self.truncated)} truncation flags for {len(inputs.hyps)} answers")
+            raise MetricInputError(
+                f"{self.name}: {len(self.truncated)} truncation flags for {len(inputs.hyps)} answers")
         flags = self.truncated or [False] * len(inputs.hyps)
         empty = np.array([not hyp.strip() for hyp in inputs.hyps], dtype=np.int64)
         cut = np.array(flags, dtype=np.int64)

@@ -3,7 +3,8 @@
 Each segment's score is the F-measure of the longest common subsequence of its tokens with the reference
 (`rouge_score.rouge_scorer.RougeScorer(['rougeL'], use_stemmer=True)`: lower-cased, non-alphanumerics removed,
 Porter-stemmed), the best over the references when there are several; an empty answer scores 0. The corpus score is
-the mean over segments, x100, as generic instruction-following evaluations report it (Self-Instruct, Super-NaturalInstructions).
+the mean over segments, x100, as generic instruction-following evaluations report it (Self-Instruct,
+Super-NaturalInstructions).
 """
 
 from __future__ import annotations
