@@ -127,3 +127,11 @@ def test_shipped_grids_and_their_recipes_are_valid(name):
         assert load_mix(path.parent / variant.data if variant.data else run_path.parent / run.data).sources
         train = path.parent / variant.train if variant.train else run_path.parent / run.train
         load_train(train, settings={**run.train_set, **grid.train_set, **variant.train_set})
+
+
+def test_grid_evaluation_suites_are_checked_when_the_grid_is_read(tmp_path):
+    path = _write(tmp_path / "g.yaml", "name: g\nrun: r.yaml\neval: {suite: 'writing-dev,generl'}\nvariants: {a: {}}\n")
+    with pytest.raises(GridError, match=r"g.yaml: key 'eval.suite': unknown suite 'generl'"):
+        load_grid(path)
+    path.write_text("name: g\nrun: r.yaml\neval: {suite: 'writing-dev, general'}\nvariants: {a: {}}\n")
+    assert load_grid(path).eval.suite == "writing-dev, general"
