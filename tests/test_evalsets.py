@@ -38,6 +38,7 @@ WRITING_DEV = {
 def test_suites_hold_the_named_sets():
     assert {e.name for e in suite("writing")} == WRITING
     assert {e.name for e in suite("writing-dev")} == WRITING_DEV
+    assert {e.name for e in suite("general")} == {"ifbench", "alpaca_heldout"}
     assert {e.name for e in all_eval_sets()} >= WRITING | WRITING_DEV
     with pytest.raises(UnknownEvalSetError, match="unknown suite"):
         suite("reading")
@@ -54,11 +55,13 @@ def test_every_task_eval_set_is_registered_for_that_task():
 @pytest.mark.parametrize("evalset", all_eval_sets(), ids=lambda e: e.name)
 def test_eval_set_fields_are_consistent(evalset):
     get_task(evalset.task)
-    assert evalset.files and all(not Path(f).is_absolute() for f in evalset.files)
+    packaged = evalset.reader == "ifbench"  # the prompts ship in a package; the verifiers are the references
+    assert (evalset.files or packaged) and all(not Path(f).is_absolute() for f in evalset.files)
     assert evalset.reader == evalset.source.format
     assert evalset.tokenization == ("ptb" if getattr(evalset.source, "tokenized", False) else "raw")
-    assert evalset.metrics and evalset.n_references >= 1 and evalset.description
-    assert (evalset.carving is not None) == (evalset.suite == "writing-dev")
+    assert evalset.metrics and (evalset.n_references >= 1 or packaged) and evalset.description
+    assert (evalset.max_new_tokens is not None) == (not get_task(evalset.task).writing)
+    assert (evalset.carving is not None) == (evalset.suite in ("writing-dev", "general"))
 
 
 @needs_data

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from writetune.cli import app
-from writetune.experiment import GridError, load_grid, run_experiment
+from writetune.experiment import GridError, check_variants, load_grid, run_experiment
 from writetune.pipeline import RunRecipeError
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -51,6 +51,15 @@ def test_grid_shares_mixes_and_one_evaluation(grid, tmp_path, tiny_model_dir, sh
     assert document["baseline"] == str(tiny_model_dir)
     assert result.curve == out / "eval" / "plots" / "curve.png" and result.curve.stat().st_size > 1000
 
+    from writetune.gather import write_results_page
+
+    trained = json.loads((out / "runs" / "mixed" / "train_result.json").read_text())
+    assert 0 < trained["trainable_params"] < trained["total_params"] and trained["hardware"].startswith("1 x ")
+    page = write_results_page([out], tmp_path / "page").read_text()
+    row = next(line for line in page.split("## Cost")[1].splitlines() if line.startswith("| mixed |"))
+    assert f"{trained['trainable_params']:,} / {trained['total_params']:,}" in row and "(lora)" in row
+    assert "(adapter)" in row and trained["hardware"] in row
+
     from writetune.generate import TransformersGenerator
 
     def no_generation(*args, **kwargs):
@@ -81,6 +90,28 @@ def test_bad_grids_name_file_and_key(tmp_path):
     assert result.exit_code == 2 and "key 'variants.a.lr'" in result.output
 
 
+def test_bad_variants_name_file_and_key(tmp_path, tiny_model_dir):
+    _write(tmp_path / "mix.yaml", f"base: {REPO / 'configs' / 'mix-paper.yaml'}\nname: m\n")
+    _write(tmp_path / "train.yaml", f"model: {tiny_model_dir}\ndata: unused\noutput_dir: unused\n")
+    _write(tmp_path / "run.yaml", "data: mix.yaml\ntrain: train.yaml\n")
+    path = tmp_path / "g.yaml"
+
+    def refused(variants: str, match: str):
+        path.write_text(f"name: g\nrun: run.yaml\nvariants:\n{variants}", encoding="utf-8")
+        with pytest.raises(GridError, match=match):
+            run_experiment(path, tmp_path / "out", data_dir=tmp_path)
+        assert not (tmp_path / "out").exists()
+
+    refused("  a: {}\n  b: {}\n  a: {x: 1}\n", r"g.yaml:6: key 'variants.a': variant name given twice")
+    refused("  a+b: {}\n  a_b: {}\n", r"key 'variants.a\+b': collides with another variant")
+    refused("  copy: {}\n", r"key 'variants.copy': 'copy' is also a baseline row")
+    refused("  a: {data: missing.yaml}\n", r"g.yaml: key 'variants.a.data': no mix recipe at .*missing.yaml")
+    refused("  a: {train: nope.yaml}\n", r"g.yaml: key 'variants.a.train': no training recipe")
+    refused("  a: {train_set: {model: no-such-model}}\n", r"key 'variants.a.train_set.model': unknown model spec")
+    refused("  smollm2-135m: {train_set: {model: smollm2-135m}}\n",
+            r"g.yaml: key 'variants.smollm2-135m': 'smollm2-135m' is also the name of the base model's row")
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs" / "grids").glob("*.yaml")))
 def test_shipped_grids_and_their_recipes_are_valid(name):
     from writetune.data.build import load_recipe as load_mix
@@ -91,7 +122,16 @@ def test_shipped_grids_and_their_recipes_are_valid(name):
     grid = load_grid(path)
     run_path = path.parent / grid.run
     run = load_run_recipe(run_path)
+    check_variants(grid, path, run, run_path)
     for variant in grid.variants.values():
         assert load_mix(path.parent / variant.data if variant.data else run_path.parent / run.data).sources
         train = path.parent / variant.train if variant.train else run_path.parent / run.train
         load_train(train, settings={**run.train_set, **grid.train_set, **variant.train_set})
+
+
+def test_grid_evaluation_suites_are_checked_when_the_grid_is_read(tmp_path):
+    path = _write(tmp_path / "g.yaml", "name: g\nrun: r.yaml\neval: {suite: 'writing-dev,generl'}\nvariants: {a: {}}\n")
+    with pytest.raises(GridError, match=r"g.yaml: key 'eval.suite': unknown suite 'generl'"):
+        load_grid(path)
+    path.write_text("name: g\nrun: r.yaml\neval: {suite: 'writing-dev, general'}\nvariants: {a: {}}\n")
+    assert load_grid(path).eval.suite == "writing-dev, general"

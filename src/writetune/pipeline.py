@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from writetune.config import ConfigError, load_validated
 
@@ -44,6 +44,18 @@ class EvalStage(BaseModel):
     max_new_tokens: int = Field(256, ge=1)
     dtype: str = "auto"
     threads: int | None = Field(None, ge=1)
+
+    @field_validator("suite")
+    @classmethod
+    def _suites(cls, value: str) -> str:
+        """One suite or several, comma-separated (`writing-dev,general`), each a registered one."""
+        from writetune.evalsets import SUITES
+
+        for name in value.split(","):
+            if name.strip() not in SUITES:
+                raise ValueError(f"unknown suite '{name.strip()}' (known: {', '.join(SUITES)}; several: "
+                                 "comma-separated)")
+        return value
 
 
 class RunRecipe(BaseModel):

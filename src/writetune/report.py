@@ -3,7 +3,8 @@ figures (scores with 95% CI whiskers; per-task change against the baseline row).
 
 The markdown table has the systems as rows and the sets as columns, grouped by task in the task registry's order
 (every metric of a set is a column); the best value of each column is bold, and values that differ significantly
-from the baseline row (paired bootstrap, p < 0.05) carry a dagger (better) or a double dagger (worse).
+from the baseline row (paired bootstrap, p < 0.05) carry a dagger (better) or a double dagger (worse); for a
+measure with no better direction (answer length) the mark is an asterisk and no value is bold.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ PLOTS_DIR = "plots"
 SCORES_PLOT = "scores.png"
 DELTA_PLOT = "delta_vs_baseline.png"
 ALPHA = 0.05
-LOWER_IS_BETTER = {"self_bleu"}
+LOWER_IS_BETTER = {"self_bleu", "empty_or_truncated"}
+UNDIRECTED = {"answer_words"}  # descriptions of the answers: different, neither better nor worse
 PAPER_SETS = ("conll2014", "bea19_dev", "jfleg", "iterater_fluency", "iterater_clarity", "iterater_coherence",
               "turkcorpus", "asset", "wnc", "stsb")
 
@@ -64,15 +66,21 @@ def _better(metric: str, a: float, b: float) -> bool:
     return a < b if metric in LOWER_IS_BETTER else a > b
 
 
-def _significance_mark(record: dict) -> str:
+def significance_mark(record: dict) -> str:
+    """† / ‡ where the record differs significantly (p < ALPHA) from the baseline for the better / worse, * where
+    it differs on an undirected measure, else ''."""
     test = record.get("vs_baseline")
     if not test or test.get("p_value") is None or test["p_value"] >= ALPHA or test.get("delta") in (None, 0):
         return ""
+    if record["metric"] in UNDIRECTED:
+        return "*"
     improved = test["delta"] < 0 if record["metric"] in LOWER_IS_BETTER else test["delta"] > 0
     return "†" if improved else "‡"
 
 
 def _best(document: dict, column: dict) -> float | None:
+    if column["metric"] in UNDIRECTED:
+        return None
     values = [r["score"] for s in document["systems"] if (r := cell(document, s, column["set"], column["metric"]))]
     if not values:
         return None
@@ -109,7 +117,7 @@ def markdown_table(document: dict, *, ci: bool = False) -> str:
             text = f"{record['score']:.1f}"
             if top is not None and math.isclose(record["score"], top, abs_tol=1e-9):
                 text = f"**{text}**"
-            row.append(text + _significance_mark(record))
+            row.append(text + significance_mark(record))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -140,7 +148,8 @@ def markdown_report(document: dict, plots: dict[str, str] | None = None) -> str:
     parts.append(markdown_table(document))
     parts.append(
         f"\nBold: best in the column. † / ‡: significantly better / worse than the baseline row `{baseline}` "
-        f"(paired bootstrap, p < {ALPHA}). ↓: lower is better. All scores on a 0-100 scale."
+        f"(paired bootstrap, p < {ALPHA}); *: differs significantly on a measure with no better direction. "
+        "↓: lower is better. Scores on a 0-100 scale, except answer lengths (words)."
     )
     extras = [name for name in document.get("sets", {}) if name not in PAPER_SETS]
     if extras and document.get("suite") == "writing":

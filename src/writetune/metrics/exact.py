@@ -14,7 +14,7 @@ import numpy as np
 from writetune.metrics.base import Inputs, Metric, SegmentStats, counts_matrix, version_tag
 
 
-class _ShareMetric(Metric):
+class ShareMetric(Metric):
     """A share of segments (0-100) from one 0/1 statistic per segment."""
 
     def aggregate(self, stats: SegmentStats) -> tuple[float, dict[str, Any]]:
@@ -32,7 +32,7 @@ class _ShareMetric(Metric):
         return "|".join(parts)
 
 
-class ExactMatch(_ShareMetric):
+class ExactMatch(ShareMetric):
     """Share of outputs identical to at least one reference."""
 
     name = "em"
@@ -49,7 +49,7 @@ class ExactMatch(_ShareMetric):
         return self._signature(f"any-of-{n_refs}-refs", bootstrap, seed)
 
 
-class CopyRate(_ShareMetric):
+class CopyRate(ShareMetric):
     """Share of outputs identical to their source."""
 
     name = "copy_rate"

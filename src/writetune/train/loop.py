@@ -491,10 +491,24 @@ class Trainer:
             (self.run_dir / RESULT_FILE).write_text(json.dumps({
                 "steps": result.steps, "resumed_from": result.resumed_from, "wall_s": round(wall, 2),
                 "train_tokens_per_s": round(result.tokens_per_s, 1), "final_dev_loss": result.final_dev_loss,
-                "dropped_long_examples": self.dropped}, indent=2) + "\n")
+                "dropped_long_examples": self.dropped, "method": self.recipe.method,
+                "trainable_params": self.trainable, "total_params": self.total_params,
+                "hardware": self.hardware()}, indent=2) + "\n")
         self.logger.close()
         self.acc.wait_for_everyone()
         return result
+
+    def hardware(self) -> str:
+        """What trained: the number of processes and the device (the GPU's name, or the CPU's core count)."""
+        import os
+
+        import torch
+
+        if self.device.type == "cuda":
+            what = torch.cuda.get_device_name(self.device)
+        else:
+            what = f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+        return f"{self.world} x {what}"
 
     def describe(self) -> str:
         r = self.recipe

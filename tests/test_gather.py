@@ -1,0 +1,95 @@
+"""`writetune report DIR...`: evaluations of several directories gathered into one page (base row once, colliding
+names prefixed, intervals and significance marks, the minimum-detectable-difference row, costs), and directories that
+cannot share a table refused with the file and the key."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+from typer.testing import CliRunner
+
+from test_eval_fixtures import Factory, write_writing_data
+from writetune.cli import app
+from writetune.evaluate import EvalConfig, Evaluation
+from writetune.gather import (
+    PAGE_FILE,
+    Z_ALPHA,
+    Z_POWER,
+    IncomparableResults,
+    detectable_differences,
+    find_results,
+    gather,
+    minimum_detectable_difference,
+    write_results_page,
+)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_writing_data(tmp_path_factory.mktemp("data"))
+
+
+def evaluate(data, out, models, **kwargs):
+    kwargs.setdefault("bootstrap", 60)
+    kwargs.setdefault("sets", ["jfleg", "asset", "wnc"])
+    config = EvalConfig(models=models, data_dir=data, out=out, suite="writing", **kwargs)
+    Evaluation(config, make=Factory(), progress=False).run()
+    return out
+
+
+def test_page_gathers_rows_once_and_prefixes_colliding_names(data, tmp_path):
+    evaluate(data, tmp_path / "grid-a" / "eval", ["copy", "oracle"])
+    second = evaluate(data, tmp_path / "grid-b" / "eval", ["copy", "oracle=echo", "other=echo"])
+    sources = [find_results(tmp_path / "grid-a"), find_results(second)]
+    document = gather(sources)
+    assert list(document["systems"]) == ["copy", "oracle", "grid-b/oracle", "other"]
+    assert document["origin"]["grid-b/oracle"] == str(second)
+    page = write_results_page([tmp_path / "grid-a", second], tmp_path / "page")
+    text = page.read_text(encoding="utf-8")
+    oracle_row = next(line for line in text.splitlines() if line.startswith("| oracle |"))
+    record = document["systems"]["oracle"]["jfleg"]
+    assert f"{record['score']:.1f} [{record['ci'][0]:.1f}, {record['ci'][1]:.1f}]†" in oracle_row
+    assert "| *MDD, 80% power* |" in text and "## Cost" in text
+    assert (tmp_path / "page" / "plots" / "scores.png").stat().st_size > 1000
+
+
+def test_minimum_detectable_difference_from_the_paired_bootstrap(data, tmp_path):
+    out = evaluate(data, tmp_path / "e", ["copy", "oracle", "other=echo"])
+    document = gather([find_results(out)])
+    mdd = detectable_differences(document)
+    intervals = [document["systems"][s]["jfleg"]["vs_baseline"]["delta_ci"] for s in ("oracle", "other")]
+    expected = statistics.median((Z_ALPHA + Z_POWER) * (hi - lo) / (2 * Z_ALPHA) for lo, hi in intervals)
+    assert mdd[("jfleg", "gleu")] == pytest.approx(expected)
+    assert minimum_detectable_difference((-1.0, 1.0)) == pytest.approx((Z_ALPHA + Z_POWER) / Z_ALPHA)
+
+
+def test_cost_columns_come_from_the_evaluation(data, tmp_path):
+    out = evaluate(data, tmp_path / "e", ["copy", "oracle"])
+    text = write_results_page([out], tmp_path / "page").read_text()
+    timing = json.loads((out / "results.json").read_text())["timing"]["generation"]["oracle"]
+    assert all("peak_memory_bytes" in t for t in timing.values())
+    cost_lines = text.split("## Cost", 1)[1].splitlines()
+    assert any(line.startswith("| copy |") for line in cost_lines)
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"sets": ["jfleg", "asset"]}, "key 'sets'"),
+    ({"bootstrap": 30}, "signature"),
+    ({"baseline": "oracle"}, "key 'baseline'"),
+    ({"limit": 2}, "key 'sets.jfleg.n'"),
+])
+def test_incomparable_directories_are_refused(data, tmp_path, change, key):
+    first = evaluate(data, tmp_path / "a", ["copy", "oracle"])
+    second = evaluate(data, tmp_path / "b", ["copy", "oracle"], **change)
+    with pytest.raises(IncomparableResults, match=key) as caught:
+        gather([find_results(first), find_results(second)])
+    assert str(second / "results.json") in str(caught.value)
+    result = CliRunner().invoke(app, ["report", str(first), str(second), "-o", str(tmp_path / "page")])
+    assert result.exit_code == 2 and key in result.output and not (tmp_path / "page" / PAGE_FILE).exists()
+
+
+def test_a_directory_without_results_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no results.json"):
+        find_results(tmp_path)
