@@ -121,7 +121,7 @@ def test_ptb_sets_are_retokenized_before_scoring_and_raw_sets_are_not(data, tmp_
         assert row["scored"] in row["references"]
     cweb = [json.loads(line) for line in (out / "predictions/oracle.cweb_g.jsonl").read_text().splitlines()]
     assert "in - house" in cweb[3]["scored"]  # CWEB's spaCy tokenisation splits hyphens
-    assert document["systems"]["oracle"]["jfleg"]["signature"].endswith("input:detokenized|hyp:ptb")
+    assert document["systems"]["oracle"]["jfleg"]["signature"].endswith("input:detokenized|hyp:ptb+projected")
     assert records(document["systems"]["oracle"]["asset"])[0]["signature"].endswith("input:raw|hyp:raw")
     assert records(document["systems"]["oracle"]["wnc"])[0]["signature"].endswith("hyp:raw+lowercased")
     assert document["systems"]["oracle"]["jfleg"]["score"] > 90  # perfect answers score as perfect
