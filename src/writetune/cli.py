@@ -185,7 +185,9 @@ def serve(
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 512,
     max_batch_size: Annotated[int, typer.Option(min=1, help="1 serves requests one by one.")] = 8,
     batch_window_ms: Annotated[float, typer.Option(min=0)] = 10.0,
-    max_queue: Annotated[int, typer.Option(min=1)] = 64,
+    max_prompts: Annotated[int, typer.Option(min=1, help="Prompts per /v1/completions request.")] = 16,
+    max_sentences: Annotated[int, typer.Option(min=1, help="Sentences per /v1/edit request.")] = 64,
+    max_queue: Annotated[int, typer.Option(min=1, help="Generation sequences waiting for the model.")] = 256,
     timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a request gets 504.")] = 120.0,
 ):
     """Serve a model over HTTP: OpenAI-compatible API, /v1/edit and a web page at /."""
@@ -195,7 +197,8 @@ def serve(
         settings = ServeSettings(model=model, host=host, port=port, api_key=api_key, model_name=model_name,
                                  dtype=dtype, device=device, threads=threads, max_input_chars=max_input_chars,
                                  max_new_tokens=max_new_tokens, max_batch_size=max_batch_size,
-                                 batch_window_ms=batch_window_ms, max_queue=max_queue, request_timeout_s=timeout)
+                                 batch_window_ms=batch_window_ms, max_prompts=max_prompts,
+                                 max_sentences=max_sentences, max_queue=max_queue, request_timeout_s=timeout)
         engine = load_engine(settings)
     err_console.print(f"serving {engine.model_id} at http://{host}:{port}/ (API under /v1)", highlight=False)
     run_server(settings, engine)

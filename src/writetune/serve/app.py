@@ -9,6 +9,7 @@ renderer in `writetune.prompt`), exactly as in training; system messages and ear
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -137,7 +138,11 @@ class MetricsMiddleware:
 
 
 class ActiveRequestsMiddleware:
-    """Tells the batcher which generating requests are inside the server, from arrival to the end of the answer."""
+    """Tells the batcher which generating requests are inside the server, from arrival to the end of the answer,
+    and cancels a request's handling (and so its queued or running generation) when its client disconnects.
+
+    It runs after `BodyLimitMiddleware`, so the whole body has been read: the first `receive()` returns it, and the
+    next one returns only when the client has gone away (or the answer is complete)."""
 
     def __init__(self, app, batcher: Batcher):
         self.app, self.batcher = app, batcher
@@ -146,8 +151,34 @@ class ActiveRequestsMiddleware:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in _GENERATING:
             return await self.app(scope, receive, send)
         client = scope.get("client")
+        body = await receive()
+        gone = asyncio.ensure_future(_disconnect(receive))
+        given = [False]
+
+        async def replay():
+            if not given[0]:
+                given[0] = True
+                return body
+            return await asyncio.shield(gone)
+
         with self.batcher.active(tuple(client) if client else None):
-            await self.app(scope, receive, send)
+            handler = asyncio.ensure_future(self.app(scope, replay, send))
+            try:
+                await asyncio.wait({handler, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not handler.done():  # the client went away: stop working for it
+                    handler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await handler
+            finally:
+                gone.cancel()
+                handler.cancel()  # a no-op once it has finished; stops it if this request itself was cancelled
+
+
+async def _disconnect(receive) -> dict:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return message
 
 
 class AuthMiddleware:
@@ -273,10 +304,25 @@ class Server:
                            code="max_tokens_too_large")
         return asked if asked is not None else min(self.settings.default_max_tokens, limit)
 
-    def check_chars(self, n: int) -> None:
+    def check_input(self, texts: list[str]) -> None:
+        """413 for too many characters in all `texts` together; 422 for text that is not valid Unicode (a lone
+        surrogate, which JSON's \\u escapes can carry but no tokenizer can encode), before anything is queued."""
+        n = sum(len(t) for t in texts)
         if n > self.settings.max_input_chars:
             raise ApiError(413, f"input is {n} characters; this server accepts at most "
                                 f"{self.settings.max_input_chars}", code="input_too_long")
+        for text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise ApiError(422, f"the text is not valid Unicode: a lone surrogate "
+                                    f"{text[err.start]!r} at character {err.start}", code="invalid_text") from None
+
+    def check_sequences(self, count: int, what: str) -> None:
+        """413 for a request that alone needs more generation sequences than the queue holds."""
+        if count > self.settings.max_queue:
+            raise ApiError(413, f"this request needs {count} generations ({what}); this server queues at most "
+                                f"{self.settings.max_queue}", code="request_too_large")
 
     def sampling(self, body: _Sampling, max_tokens: int) -> DecodingConfig:
         """Greedy unless a temperature above 0 is asked for; the budget is exactly `max_tokens`."""
@@ -387,6 +433,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
                 "auth_required": settings.api_key is not None,
                 "limits": {"max_input_chars": settings.max_input_chars, "max_new_tokens": settings.max_new_tokens,
                            "max_queue": settings.max_queue, "max_batch_size": settings.max_batch_size,
+                           "max_prompts": settings.max_prompts, "max_sentences": settings.max_sentences,
                            "request_timeout_s": settings.request_timeout_s}}
 
     @app.get("/metrics", include_in_schema=False)
@@ -413,13 +460,14 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionBody):
         texts = [_content_text(m.content) for m in body.messages]
-        server.check_chars(sum(len(t) for t in texts))
+        server.check_input(texts)
         users = [t for m, t in zip(body.messages, texts) if m.role == "user"]
         if not users or not users[-1].strip():
             raise ApiError(422, "messages need a non-empty user message", code="no_user_message")
         max_tokens = server.max_tokens(body.max_completion_tokens or body.max_tokens)
         stops = _stops(body.stop)
         request = Request(users[-1])
+        server.check_sequences(body.n, "n")
         answers = await server.generate([request] * body.n, server.sampling(body, max_tokens))
         finished = [server.finish(a, stops, max_tokens) for a in answers]
         prompt_tokens = engine.prompt_tokens(request)
@@ -456,7 +504,11 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if not prompts or not all(p.strip() for p in prompts):
             raise ApiError(422, "prompt must be a non-empty string or a list of them", code="empty_prompt")
-        server.check_chars(sum(len(p) for p in prompts))
+        if len(prompts) > settings.max_prompts:
+            raise ApiError(413, f"{len(prompts)} prompts in one request; this server accepts at most "
+                                f"{settings.max_prompts}", code="too_many_prompts")
+        server.check_input(prompts)
+        server.check_sequences(len(prompts) * body.n, f"{len(prompts)} prompts x n {body.n}")
         max_tokens = server.max_tokens(body.max_tokens)
         stops = _stops(body.stop)
         requests = [Request(p) for p in prompts for _ in range(body.n)]
@@ -496,7 +548,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
     async def edit(body: EditBody):
         from writetune.tasks import UnknownTaskError, get_task
 
-        server.check_chars(len(body.text))
+        server.check_input([body.text])
         if not body.text.strip():
             raise ApiError(422, "text is empty", code="empty_text")
         name = body.task.strip().lower()
@@ -508,6 +560,10 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
             raise ApiError(422, f"task '{chosen[0].name}' is not a writing task; /v1/edit edits text",
                            code="not_a_writing_task")
         spans = split_sentences(body.text)
+        if len(spans) > settings.max_sentences:
+            raise ApiError(413, f"the text has {len(spans)} sentences; this server edits at most "
+                                f"{settings.max_sentences} per request", code="too_many_sentences")
+        server.check_sequences(len(spans), f"{len(spans)} sentences")
         sources = [body.text[s:e] for s, e in spans]
         decoding = DecodingConfig(strategy="greedy", max_new_tokens=settings.max_new_tokens)
         deadline = time.monotonic() + settings.request_timeout_s

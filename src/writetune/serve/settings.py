@@ -26,7 +26,10 @@ class ServeSettings(BaseModel):
     batch_window_ms: float = Field(10.0, ge=0, le=10_000, description="how long a batch waits for company")
     max_batch_window_ms: float = Field(500.0, ge=0, le=10_000, description="while other requests are still being "
                                        "answered, a batch waits for their clients to come back, up to this long")
-    max_queue: int = Field(64, ge=1, description="jobs waiting for the generator: 503 with Retry-After beyond")
+    max_prompts: int = Field(16, ge=1, description="prompts in one /v1/completions request: 413 beyond")
+    max_sentences: int = Field(64, ge=1, description="sentences in one /v1/edit text: 413 beyond")
+    max_queue: int = Field(256, ge=1, description="generation sequences (prompts x n, sentences) waiting for the "
+                           "generator: 503 with Retry-After beyond; a single request larger than this gets 413")
     request_timeout_s: float = Field(120.0, gt=0, description="a request still unanswered after this gets 504")
     errant_types: bool = Field(True, description="type grammar edits with ERRANT (spaCy model, loaded offline)")
 

@@ -1,0 +1,174 @@
+"""Hostile requests against a real server on 127.0.0.1: text no tokenizer can encode, one request's generator
+failure among others, requests sized to occupy the model, timed-out and disconnected requests, unbounded metric
+labels, odd seeds and bodies, HEAD, foreign Host headers, and slow or too many connections."""
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from writetune.serve import BackgroundServer, Engine, ServeSettings, create_app
+
+CHAT = "/v1/chat/completions"
+
+
+class FaultyGenerator:
+    """The real tiny-model generator with faults the test controls: calls wait while `gate` is clear, a call with an
+    input containing BOOM raises, and with `pause_s` every finished sequence takes that long more."""
+
+    def __init__(self, real, pause_s: float = 0.0):
+        self.real, self.tokenizer, self.fmt = real, real.tokenizer, real.fmt
+        self.pause_s = pause_s
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.calls: list[int] = []
+        self.finished_sequences = 0
+        self.returned = threading.Event()  # set when a call has returned or raised
+
+    @property
+    def tokens_generated(self):
+        return self.real.tokens_generated
+
+    def generate(self, requests, decoding, on_batch=None):
+        self.calls.append(len(requests))
+        self.returned.clear()
+        self.entered.set()
+        try:
+            assert self.gate.wait(30)
+            if any("BOOM" in r.instruction + r.input for r in requests):
+                raise TypeError("the tokenizer fell over")
+
+            def progress(n):
+                time.sleep(self.pause_s)
+                self.finished_sequences += n
+                if on_batch is not None:
+                    on_batch(n)
+
+            return self.real.generate(requests, decoding, on_batch=progress)
+        finally:
+            self.returned.set()
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tiny_model_dir):
+    return Engine.load(str(tiny_model_dir), device="cpu", model_id="tiny")
+
+
+def faulty(tiny_engine, pause_s: float = 0.0):
+    generator = FaultyGenerator(tiny_engine.generator, pause_s)
+    return generator, Engine(generator, tiny_engine.tokenizer, "tiny", tiny_engine.prompt_format)
+
+
+def chat(text: str, **extra) -> dict:
+    return {"messages": [{"role": "user", "content": text}], "max_tokens": 4, **extra}
+
+
+def error_of(response) -> str:
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["message"], body
+    return body["error"]["message"]
+
+
+def test_a_lone_surrogate_is_422_and_a_failing_request_fails_alone(tiny_engine):
+    generator, engine = faulty(tiny_engine)
+    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=8, batch_window_ms=0,
+                             max_new_tokens=8)
+    with BackgroundServer(create_app(engine, settings)) as url:
+        generator.gate.clear()
+
+        async def scenario():
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                first = asyncio.create_task(client.post("/v1/edit", json={"task": "grammar", "text": "Hold on."}))
+                await asyncio.to_thread(generator.entered.wait, 30)
+                texts = ["She go home.", "He buyed apples.", "This BOOM breaks.", "They is here."]
+                edits = [asyncio.create_task(client.post("/v1/edit", json={"task": "grammar", "text": t}))
+                         for t in texts]
+                while (await client.get("/health")).json()["queue_depth"] < 4:
+                    await asyncio.sleep(0.02)
+                raw = b'{"task":"grammar","text":"bad \\ud800 go"}'  # a lone surrogate, as JSON allows
+                surrogate = await client.post("/v1/edit", content=raw, headers={"Content-Type": "application/json"})
+                lone_chat = await client.post(CHAT, content=b'{"messages":[{"role":"user","content":"x \\udfff"}]}',
+                                              headers={"Content-Type": "application/json"})
+                generator.gate.set()
+                return await first, [await t for t in edits], surrogate, lone_chat
+
+        first, edits, surrogate, lone_chat = asyncio.run(scenario())
+    assert surrogate.status_code == 422 and "lone surrogate" in error_of(surrogate)
+    assert lone_chat.status_code == 422 and "lone surrogate" in error_of(lone_chat)
+    assert first.status_code == 200
+    assert [r.status_code for r in edits] == [200, 200, 500, 200]
+    assert "the tokenizer fell over" in error_of(edits[2])
+    assert generator.calls[:2] == [1, 4]  # the four went together, then were retried one by one
+    assert sorted(generator.calls[2:]) == [1, 1, 1, 1]
+
+
+def test_request_size_limits_are_413():
+    engine = Engine(generator=None, model_id="tiny")  # every request here is refused before it reaches a model
+    settings = ServeSettings(model="tiny", errant_types=False, max_prompts=4, max_sentences=3, max_queue=10)
+    with TestClient(create_app(engine, settings), base_url="http://localhost") as client:
+        response = client.post("/v1/completions", json={"prompt": ["p"] * 80, "n": 8})
+        assert response.status_code == 413 and "at most 4" in error_of(response)
+        response = client.post("/v1/completions", json={"prompt": ["p"] * 4, "n": 3})
+        assert response.status_code == 413 and "queues at most 10" in error_of(response)
+        assert client.post("/v1/completions", json={"prompt": "p", "n": 9}).status_code == 422
+        response = client.post("/v1/edit", json={"task": "grammar", "text": "One. Two. Three. Four."})
+        assert response.status_code == 413 and "4 sentences" in error_of(response)
+        limits = client.get("/health").json()["limits"]
+        assert (limits["max_prompts"], limits["max_sentences"], limits["max_queue"]) == (4, 3, 10)
+
+
+def test_the_queue_counts_sequences_not_jobs(tiny_engine):
+    generator, engine = faulty(tiny_engine)
+    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1, batch_window_ms=0, max_queue=8)
+    with BackgroundServer(create_app(engine, settings)) as url:
+        generator.gate.clear()
+
+        async def scenario():
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                busy = asyncio.create_task(client.post(CHAT, json=chat("first")))
+                await asyncio.to_thread(generator.entered.wait, 30)
+                big = asyncio.create_task(client.post("/v1/completions", json={"prompt": ["a", "b", "c"], "n": 2,
+                                                                                "max_tokens": 2}))
+                while (await client.get("/health")).json()["queue_depth"] < 1:
+                    await asyncio.sleep(0.02)
+                refused = await client.post("/v1/completions", json={"prompt": ["d", "e", "f"], "max_tokens": 2})
+                fits = asyncio.create_task(client.post(CHAT, json=chat("fits")))
+                await asyncio.sleep(0.2)
+                generator.gate.set()
+                return refused, [await t for t in (busy, big, fits)]
+
+        refused, done = asyncio.run(scenario())
+    assert refused.status_code == 503 and refused.headers["Retry-After"]  # 6 queued + 3 > 8
+    assert [r.status_code for r in done] == [200, 200, 200]
+
+
+def test_timed_out_and_disconnected_requests_stop_their_generation(tiny_engine):
+    big = {"prompt": ["one", "two", "three", "four"], "n": 8, "max_tokens": 4}  # 32 sequences, 6.4 s of work
+    generator, engine = faulty(tiny_engine, pause_s=0.2)
+    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1, batch_window_ms=0,
+                             request_timeout_s=0.6, max_new_tokens=4)
+    with BackgroundServer(create_app(engine, settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        started = time.perf_counter()
+        assert client.post("/v1/completions", json=big).status_code == 504
+        after = client.post(CHAT, json=chat("quick", max_tokens=1))
+        waited = time.perf_counter() - started
+        metrics = client.get("/metrics").text
+    assert after.status_code == 200 and waited < 3.0, waited
+    assert generator.finished_sequences < 12, generator.finished_sequences
+    assert "writetune_inflight_requests 0" in metrics
+
+    generator, engine = faulty(tiny_engine, pause_s=0.2)
+    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1, request_timeout_s=60)
+    with BackgroundServer(create_app(engine, settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
+            client.post("/v1/completions", json=big, timeout=0.5)
+        left = time.perf_counter()
+        assert generator.returned.wait(5)
+        stopped_after = time.perf_counter() - left
+    assert stopped_after < 2.0 and generator.finished_sequences < 12, (stopped_after, generator.finished_sequences)
