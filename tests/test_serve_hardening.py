@@ -172,3 +172,16 @@ def test_timed_out_and_disconnected_requests_stop_their_generation(tiny_engine):
         assert generator.returned.wait(5)
         stopped_after = time.perf_counter() - left
     assert stopped_after < 2.0 and generator.finished_sequences < 12, (stopped_after, generator.finished_sequences)
+
+
+def test_metric_labels_come_from_closed_sets(tiny_engine):
+    settings = ServeSettings(model="tiny", errant_types=False)
+    with BackgroundServer(create_app(tiny_engine, settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for k in range(5):
+            client.request(f"XANMVKLJELC{k}", "/health")
+            client.get(f"/no-such-page-{k}")
+        metrics = client.get("/metrics").text
+    assert "XANMVKLJELC" not in metrics and "no-such-page" not in metrics
+    series = [line for line in metrics.splitlines() if line.startswith("writetune_requests_total{")]
+    assert any('route="/health",method="other"' in line for line in series)
+    assert any('route="other",method="GET",status="404"' in line and line.endswith(" 5") for line in series)

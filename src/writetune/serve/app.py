@@ -41,6 +41,7 @@ log = logging.getLogger("writetune.serve")
 STATIC = Path(__file__).parent / "static"
 ALL_TASKS = ("grammaticality", "clarity")  # what task "all" runs, in order
 _GENERATING = ("/v1/chat/completions", "/v1/completions", "/v1/edit")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # metric labels; any other is "other"
 _ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/tasks", "/v1/chat/completions", "/v1/completions",
            "/v1/edit")
 
@@ -114,7 +115,8 @@ def _error_payload(message: str, code: str, kind: str = "invalid_request_error")
 
 
 class MetricsMiddleware:
-    """Counts every HTTP request by route and status and times it to the end of its response."""
+    """Counts every HTTP request by route, method and status and times it to the end of its response. Route and
+    method labels come from closed sets (anything else is `other`), so no client can add series."""
 
     def __init__(self, app, metrics: ServerMetrics):
         self.app, self.metrics = app, metrics
@@ -134,7 +136,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, counting_send)
         finally:
-            self.metrics.observe_request(route, scope["method"], status[0], time.perf_counter() - started)
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.metrics.observe_request(route, method, status[0], time.perf_counter() - started)
 
 
 class ActiveRequestsMiddleware:
