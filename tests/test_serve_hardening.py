@@ -185,3 +185,39 @@ def test_metric_labels_come_from_closed_sets(tiny_engine):
     series = [line for line in metrics.splitlines() if line.startswith("writetune_requests_total{")]
     assert any('route="/health",method="other"' in line for line in series)
     assert any('route="other",method="GET",status="404"' in line and line.endswith(" 5") for line in series)
+
+
+def test_seed_nesting_head_docs_and_host_header(tiny_engine):
+    settings = ServeSettings(model="tiny", errant_types=False, max_new_tokens=4, allowed_hosts=("writer.example",))
+    with BackgroundServer(create_app(tiny_engine, settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
+        huge_seed = client.post(CHAT, json=chat("hi", seed=10**30, temperature=0.5))
+        signed = client.post(CHAT, json=chat("hi", seed=-(2**63), temperature=0.5))
+        nested = client.post(CHAT, content=b"[" * 1000 + b"]" * 1000, headers={"Content-Type": "application/json"})
+        heads = [client.head(path) for path in ("/", "/health", "/metrics")]
+        docs = client.get("/docs")
+        schema = client.get("/openapi.json")
+        port = url.rsplit(":", 1)[1]
+        foreign = client.get("/health", headers={"Host": f"rebound.attacker.example:{port}"})
+        named = client.get("/health", headers={"Host": f"writer.example:{port}"})
+        local = [client.get("/health", headers={"Host": h}) for h in (f"localhost:{port}", f"[::1]:{port}")]
+    assert huge_seed.status_code == 422 and "seed" in error_of(huge_seed)
+    assert signed.status_code == 200
+    assert nested.status_code == 400 and "too deeply" in error_of(nested) and "UTF-8" not in error_of(nested)
+    assert [h.status_code for h in heads] == [200, 200, 200] and all(h.content == b"" for h in heads)
+    assert docs.status_code == 404 and schema.status_code == 200  # no page that needs a CDN; the schema stays
+    assert foreign.status_code == 400 and "rebound.attacker.example" in error_of(foreign)
+    assert named.status_code == 200 and [r.status_code for r in local] == [200, 200]
+
+
+def test_serve_warns_about_a_key_on_the_command_line(monkeypatch):
+    from typer.testing import CliRunner
+
+    from writetune.cli import app as cli_app
+
+    runner = CliRunner()
+    monkeypatch.delenv("WRITETUNE_API_KEY", raising=False)
+    given = runner.invoke(cli_app, ["serve", "--api-key", "s3cret", "--model", "/nonexistent/model-dir"])
+    assert "WRITETUNE_API_KEY instead" in given.output
+    from_env = runner.invoke(cli_app, ["serve", "--model", "/nonexistent/model-dir"],
+                             env={"WRITETUNE_API_KEY": "s3cret"})
+    assert from_env.exit_code == 2 and "WRITETUNE_API_KEY instead" not in from_env.output

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -81,7 +82,7 @@ class _Sampling(_Lenient):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # a signed 64-bit integer, as OpenAI's API has it
 
 
 class ChatCompletionBody(_Sampling):
@@ -182,6 +183,42 @@ async def _disconnect(receive) -> dict:
         message = await receive()
         if message["type"] == "http.disconnect":
             return message
+
+
+class HostCheckMiddleware:
+    """Answers only requests whose Host header names this server: an IP address (a browser that sends one has
+    connected to that address itself), `localhost`, or a name in `allowed` ("*" accepts any). A page on another
+    domain that rebinds its name to this server's address sends its own name and gets 400, so a server without an
+    API key on a loopback address is not reachable from a web page through DNS rebinding."""
+
+    def __init__(self, app, allowed: tuple[str, ...]):
+        self.app, self.allowed = app, {h.lower().rstrip(".") for h in allowed}
+
+    def accepts(self, host_header: bytes | None) -> bool:
+        if host_header is None or "*" in self.allowed:  # HTTP/1.0 without Host: not a browser
+            return True
+        host = host_header.decode("latin-1").strip().lower()
+        if host.startswith("["):  # [v6]:port
+            host = host[1:host.find("]")] if "]" in host else host
+        elif host.count(":") == 1:
+            host = host.split(":", 1)[0]
+        host = host.rstrip(".")
+        try:
+            ipaddress.ip_address(host)
+            return True
+        except ValueError:
+            return host == "localhost" or host in self.allowed
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        host = dict(scope.get("headers") or []).get(b"host")
+        if not self.accepts(host):
+            shown = host.decode("latin-1")[:100] if host else ""
+            return await _send_json(send, 400, _error_payload(
+                f"this server does not answer for host {shown!r}; start it with --allowed-hosts naming it",
+                "invalid_host"))
+        return await self.app(scope, receive, send)
 
 
 class AuthMiddleware:
@@ -368,11 +405,12 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
         finally:
             await server.batcher.stop()
 
-    app = FastAPI(title="writetune", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="writetune", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.server = server
     app.add_middleware(ActiveRequestsMiddleware, batcher=server.batcher)  # innermost: after auth and body limit
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, api_key=settings.api_key)
+    app.add_middleware(HostCheckMiddleware, allowed=settings.allowed_hosts)
     app.add_middleware(MetricsMiddleware, metrics=server.metrics)
 
     @app.exception_handler(ApiError)
@@ -396,9 +434,11 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request, err: StarletteHTTPException):
-        if err.status_code == 400 and "parsing the body" in str(err.detail):  # FastAPI's words for undecodable bytes
-            return _error_response(400, "the request body is not valid JSON (it could not be decoded as UTF-8)",
-                                   code="invalid_json")
+        if err.status_code == 400 and "parsing the body" in str(err.detail):  # FastAPI's words; the cause says why
+            why = {UnicodeDecodeError: "it could not be decoded as UTF-8",
+                   RecursionError: "it nests arrays or objects too deeply"}.get(type(err.__cause__),
+                                                                               "it could not be parsed")
+            return _error_response(400, f"the request body is not valid JSON ({why})", code="invalid_json")
         return _error_response(err.status_code, str(err.detail), code="not_found" if err.status_code == 404 else None,
                                headers=getattr(err, "headers", None))
 
@@ -423,13 +463,14 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
 
     # ---- plain routes ------------------------------------------------------------------------------------------
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index():
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/health")
+    @app.head("/health", include_in_schema=False)
     async def health():
         return {"status": "ok", "model": engine.model_id, "version": __version__,
                 "uptime_s": round(time.time() - server.started, 1), "queue_depth": server.batcher.queue_depth(),
@@ -439,7 +480,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
                            "max_prompts": settings.max_prompts, "max_sentences": settings.max_sentences,
                            "request_timeout_s": settings.request_timeout_s}}
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.api_route("/metrics", methods=["GET", "HEAD"], include_in_schema=False)
     async def metrics():
         return PlainTextResponse(server.metrics.render(), media_type=CONTENT_TYPE)
 

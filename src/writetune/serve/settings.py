@@ -14,6 +14,8 @@ class ServeSettings(BaseModel):
     model_name: str | None = Field(None, description="the id /v1/models reports; default: derived from the spec")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    allowed_hosts: tuple[str, ...] = Field((), description="host names (Host header) answered besides IP "
+                                           "addresses and localhost; '*' answers any")
     api_key: str | None = Field(None, description="when set, /v1/* needs 'Authorization: Bearer <key>'")
     dtype: str = "float32"
     device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, cuda, cuda:N")
