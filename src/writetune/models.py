@@ -14,10 +14,10 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from writetune.atomic import temp_dir_beside
 from writetune.prompt import PromptFormat, format_for_tokenizer, load_prompt_format, save_prompt_format
 
 EMBEDDED_ALIAS = "smollm2-135m"
@@ -130,9 +130,7 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
     """
     if is_converted(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    tmp.chmod(0o755)
+    tmp = temp_dir_beside(target)
     try:
         _dequantize_into(gguf_path, tmp)
         (tmp / _CONVERTED_MARKER).write_text(
