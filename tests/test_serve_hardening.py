@@ -221,3 +221,84 @@ def test_serve_warns_about_a_key_on_the_command_line(monkeypatch):
     from_env = runner.invoke(cli_app, ["serve", "--model", "/nonexistent/model-dir"],
                              env={"WRITETUNE_API_KEY": "s3cret"})
     assert from_env.exit_code == 2 and "WRITETUNE_API_KEY instead" not in from_env.output
+
+
+def _connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    return sock
+
+
+def _closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> tuple[float, bytes]:
+    """Send `trickle` one byte every 0.3 s until the server closes the connection; (seconds it took, what came)."""
+    started, received = time.perf_counter(), b""
+    sock.settimeout(0.3)
+    pending = list(trickle)
+    while time.perf_counter() - started < seconds:
+        try:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return time.perf_counter() - started, received
+            received += chunk
+        except socket.timeout:
+            pass
+        except ConnectionResetError:
+            return time.perf_counter() - started, received
+        if pending:
+            try:
+                sock.send(bytes([pending.pop(0)]))
+            except (BrokenPipeError, ConnectionResetError):
+                return time.perf_counter() - started, received
+    return float("inf"), received
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_slow_clients_are_cut_off_and_connections_are_limited(tiny_engine):
+    settings = ServeSettings(model="tiny", errant_types=False, header_timeout_s=1.0, body_timeout_s=1.5,
+                             max_connections=4)
+    with BackgroundServer(create_app(tiny_engine, settings)) as url:
+        silent = _connect(url)  # opens a connection and sends nothing
+        took, _ = _closed_within(silent, 6)
+        assert took < 3, took
+
+        trickling_head = _connect(url)
+        took, answer = _closed_within(trickling_head, 6, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+                                      + b"a" * 40)
+        assert took < 3 and answer.startswith(b"HTTP/1.1 408"), (took, answer)
+
+        trickling_body = _connect(url)
+        body = json.dumps({"task": "grammar", "text": "She go home."}).encode()
+        trickling_body.sendall(b"POST /v1/edit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        took, answer = _closed_within(trickling_body, 6, body)
+        assert took < 4 and answer.startswith(b"HTTP/1.1 408") and b"body_timeout" in answer, (took, answer)
+
+        held = [_connect(url) for _ in range(4)]
+        time.sleep(0.2)
+        extra = _connect(url)
+        took, answer = _closed_within(extra, 3)
+        assert took < 1 and answer.startswith(b"HTTP/1.1 503"), (took, answer)
+        for sock in held:
+            sock.close()
+        time.sleep(0.2)
+        kept_alive = _connect(url)  # once they are gone the server answers again, and an idle kept-alive
+        request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"  # connection is not a slow client
+        answers = []
+        for _ in range(2):
+            kept_alive.sendall(request)
+            answers.append(_read_response(kept_alive))
+            time.sleep(1.5)
+        kept_alive.close()
+    assert all(a.startswith(b"HTTP/1.1 200") for a in answers), answers

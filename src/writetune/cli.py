@@ -193,6 +193,9 @@ def serve(
     max_sentences: Annotated[int, typer.Option(min=1, help="Sentences per /v1/edit request.")] = 64,
     max_queue: Annotated[int, typer.Option(min=1, help="Generation sequences waiting for the model.")] = 256,
     timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a request gets 504.")] = 120.0,
+    header_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds for a request's headers: else 408.")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds for a request's body: else 408.")] = 20.0,
+    max_connections: Annotated[int, typer.Option(min=1, help="Open connections: one more gets 503.")] = 256,
 ):
     """Serve a model over HTTP: OpenAI-compatible API, /v1/edit and a web page at /."""
     from writetune.serve import ServeSettings, load_engine, run_server
@@ -203,7 +206,9 @@ def serve(
                                  dtype=dtype, device=device, threads=threads, max_input_chars=max_input_chars,
                                  max_new_tokens=max_new_tokens, max_batch_size=max_batch_size,
                                  batch_window_ms=batch_window_ms, max_prompts=max_prompts,
-                                 max_sentences=max_sentences, max_queue=max_queue, request_timeout_s=timeout)
+                                 max_sentences=max_sentences, max_queue=max_queue, request_timeout_s=timeout,
+                                 header_timeout_s=header_timeout, body_timeout_s=body_timeout,
+                                 max_connections=max_connections)
         if api_key is not None and os.environ.get("WRITETUNE_API_KEY") != api_key:
             err_console.print("warning: --api-key is visible to every user of this machine (ps); set "
                               "WRITETUNE_API_KEY instead", highlight=False)

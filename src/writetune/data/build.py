@@ -461,8 +461,9 @@ def _check_output_dir(out: Path, inputs: list[Path], overwrite: bool) -> None:
     for given in inputs:
         path = Path(os.path.realpath(given))
         if _is_within(path, target) or _is_within(target, path):
-            raise OutputExistsError(f"{out}: the output directory {'contains' if _is_within(path, target) else 'is inside'} "
-                                    f"the input {given}; choose a directory apart from the data and the recipe")
+            relation = "contains" if _is_within(path, target) else "is inside"
+            raise OutputExistsError(f"{out}: the output directory {relation} the input {given}; choose a directory "
+                                    "apart from the data and the recipe")
     if not out.exists() and not out.is_symlink():
         return
     if not out.is_dir() or out.is_symlink():

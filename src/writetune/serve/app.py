@@ -246,19 +246,20 @@ class AuthMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Reads a request body up to `limit` bytes before the app sees it; a larger one gets 413 without being parsed.
-    The rest of an oversized body is read and dropped (up to `drain` bytes) so that the client, still sending,
-    receives the 413 instead of a reset connection; beyond that the connection is closed."""
+    """Reads a request body up to `limit` bytes, within `timeout_s`, before the app sees it; a larger one gets 413
+    without being parsed, a slower one 408, and either closes the connection. The rest of an oversized body is
+    read and dropped (up to `drain` bytes, within the same deadline) so that the client, still sending, receives
+    the 413 instead of a reset connection; beyond that the connection is closed."""
 
-    def __init__(self, app, limit: int, drain: int = 64 << 20):
-        self.app, self.limit, self.drain = app, limit, drain
+    def __init__(self, app, limit: int, timeout_s: float, drain: int = 64 << 20):
+        self.app, self.limit, self.timeout_s, self.drain = app, limit, timeout_s, drain
 
-    async def _refuse(self, receive, send, more_body: bool) -> None:
+    async def _refuse(self, receive, send, more_body: bool, deadline: float) -> None:
         dropped = 0
         while more_body and dropped <= self.drain:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
+            message = await _receive_by(receive, deadline)
+            if message is None or message["type"] == "http.disconnect":
+                break
             dropped += len(message.get("body", b""))
             more_body = message.get("more_body", False)
         await _send_json(send, 413, _error_payload(f"request body larger than {self.limit} bytes",
@@ -267,21 +268,26 @@ class BodyLimitMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         declared = dict(scope.get("headers") or []).get(b"content-length")
         try:
             if declared is not None and int(declared) > self.limit:
-                return await self._refuse(receive, send, True)
+                return await self._refuse(receive, send, True, deadline)
         except ValueError:
             return await _send_json(send, 400, _error_payload("invalid Content-Length", "bad_request"))
         chunks, size = [], 0
         while True:
-            message = await receive()
+            message = await _receive_by(receive, deadline)
+            if message is None:
+                return await _send_json(send, 408, _error_payload(
+                    f"the request body did not arrive within {self.timeout_s:g} s", "body_timeout"),
+                    {"Connection": "close"})
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                return await self._refuse(receive, send, message.get("more_body", False))
+                return await self._refuse(receive, send, message.get("more_body", False), deadline)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -294,6 +300,14 @@ class BodyLimitMiddleware:
             return await receive()
 
         return await self.app(scope, replay, send)
+
+
+async def _receive_by(receive, deadline: float) -> dict | None:
+    """The next ASGI message, or None when `deadline` (event-loop time) passes first."""
+    try:
+        return await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+    except asyncio.TimeoutError:
+        return None
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------------
@@ -408,7 +422,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
     app = FastAPI(title="writetune", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.server = server
     app.add_middleware(ActiveRequestsMiddleware, batcher=server.batcher)  # innermost: after auth and body limit
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(AuthMiddleware, api_key=settings.api_key)
     app.add_middleware(HostCheckMiddleware, allowed=settings.allowed_hosts)
     app.add_middleware(MetricsMiddleware, metrics=server.metrics)
@@ -478,7 +492,9 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
                 "limits": {"max_input_chars": settings.max_input_chars, "max_new_tokens": settings.max_new_tokens,
                            "max_queue": settings.max_queue, "max_batch_size": settings.max_batch_size,
                            "max_prompts": settings.max_prompts, "max_sentences": settings.max_sentences,
-                           "request_timeout_s": settings.request_timeout_s}}
+                           "request_timeout_s": settings.request_timeout_s,
+                           "header_timeout_s": settings.header_timeout_s, "body_timeout_s": settings.body_timeout_s,
+                           "max_connections": settings.max_connections}}
 
     @app.api_route("/metrics", methods=["GET", "HEAD"], include_in_schema=False)
     async def metrics():

@@ -33,6 +33,11 @@ class ServeSettings(BaseModel):
     max_queue: int = Field(256, ge=1, description="generation sequences (prompts x n, sentences) waiting for the "
                            "generator: 503 with Retry-After beyond; a single request larger than this gets 413")
     request_timeout_s: float = Field(120.0, gt=0, description="a request still unanswered after this gets 504")
+    header_timeout_s: float = Field(10.0, gt=0, description="a request line and headers not complete after this "
+                                    "(from the connection's opening or the request's first byte) get 408")
+    body_timeout_s: float = Field(20.0, gt=0, description="a request body not complete this long after its "
+                                  "headers gets 408")
+    max_connections: int = Field(256, ge=1, description="open connections; one beyond gets 503 and is closed")
     errant_types: bool = Field(True, description="type grammar edits with ERRANT (spaCy model, loaded offline)")
 
     @field_validator("api_key")
