@@ -1,6 +1,6 @@
 """Scoring input that used to cost without bound or change the result: hypotheses whose M2 edit lattice explodes,
-huge annotator ids, a UTF-8 byte-order mark, and hypothesis files of blank lines; through `writetune score` and a
-real data build."""
+huge annotator ids, a UTF-8 byte-order mark (in scored files, and in the other files a user hands over: a mix, a
+model's config), and hypothesis files of blank lines; through `writetune score` and a real data build."""
 
 from __future__ import annotations
 
@@ -88,3 +88,18 @@ def test_a_hypothesis_file_of_blank_lines_is_scorable(tmp_path):
     code, output = score("--metric", "em", "--hyp", str(blank), "--ref", str(ref), "--json")
     assert code == 0, output
     assert json.loads(output)["score"] == 0.0
+
+
+def test_a_byte_order_mark_in_a_mix_or_a_model_config_is_not_part_of_the_content(tmp_path, tiny_model_dir):
+    import shutil
+
+    from writetune.models import resolve
+    from writetune.train.collate import read_records
+
+    record = {"id": "r1", "task": "grammaticality", "instruction": "Fix it.", "input": "She go.", "output": "She goes."}
+    mix = write(tmp_path / "train.jsonl", b"\xef\xbb\xbf" + (json.dumps(record) + "\n").encode())
+    assert [r.id for r in read_records(mix)] == ["r1"]
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    write(model / "config.json", b"\xef\xbb\xbf" + (model / "config.json").read_bytes())
+    assert resolve(str(model)).kind == "directory"

@@ -127,7 +127,7 @@ def _read_json_config(path: Path) -> dict:
     """A model's `config.json` or an adapter's `adapter_config.json`, as a dict; malformed JSON is a
     `ModelSpecError` with the file and line."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as err:
         raise ModelSpecError(f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno})") from None
     except (UnicodeDecodeError, OSError) as err:
