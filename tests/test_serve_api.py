@@ -23,7 +23,8 @@ def engine(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def client(engine):
-    with TestClient(create_app(engine, ServeSettings(model="tiny", max_new_tokens=64))) as c:
+    app = create_app(engine, ServeSettings(model="tiny", max_new_tokens=64))
+    with TestClient(app, base_url="http://localhost") as c:
         yield c
 
 

@@ -52,7 +52,7 @@ def gated(tiny_engine):
 @pytest.fixture(scope="module")
 def client(tiny_engine):
     settings = ServeSettings(model="tiny", errant_types=False, max_input_chars=100, max_new_tokens=16)
-    with TestClient(create_app(tiny_engine, settings)) as c:
+    with TestClient(create_app(tiny_engine, settings), base_url="http://localhost") as c:
         yield c
 
 
@@ -116,7 +116,7 @@ def test_malformed_requests_are_4xx_with_a_message(client):
 
 def test_api_key_is_required_when_set(tiny_engine):
     settings = ServeSettings(model="tiny", errant_types=False, api_key="s3cret", max_new_tokens=8)
-    with TestClient(create_app(tiny_engine, settings)) as c:
+    with TestClient(create_app(tiny_engine, settings), base_url="http://localhost") as c:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}, {"X-API-Key": "nope"}):
             response = c.post(CHAT, json=chat("hi"), headers=headers)
             assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
@@ -159,7 +159,7 @@ def test_full_queue_is_503_with_retry_after_and_recovers(tiny_engine):
 def test_timeout_is_504_and_generation_errors_are_500(tiny_engine):
     gate, engine = gated(tiny_engine)
     settings = ServeSettings(model="tiny", errant_types=False, request_timeout_s=1.0, max_new_tokens=8)
-    with TestClient(create_app(engine, settings)) as c:
+    with TestClient(create_app(engine, settings), base_url="http://localhost") as c:
         gate.open.clear()
         response = c.post(CHAT, json=chat("slow"))
         assert response.status_code == 504 and "timed out" in error_of(response)

@@ -1,11 +1,27 @@
-"""Atomic text files: written to a temporary file beside the target, then renamed over it, so a reader or a crash
-never sees half a file."""
+"""Atomic outputs: a file written to a temporary file beside the target and renamed over it, a directory built in a
+temporary directory beside the target and swapped into place, so a reader or a crash never sees half an output.
+Temporary names carry the writer's process id, so a later writer can tell a dead writer's leftovers from a live
+one's, and everything is created with the permissions the user's umask gives, as any other tool would."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def umask_mode(mode: int) -> int:
+    """`mode` less the process umask: what open() and mkdir() give by default."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -14,6 +30,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, umask_mode(0o666))  # mkstemp makes 0600 whatever the umask
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
@@ -21,3 +38,68 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def temp_dir_beside(target: Path, kind: str = "tmp") -> Path:
+    """A new empty directory `.NAME.KIND-PID-XXXX` beside `target`, with umask permissions (mkdtemp makes 0700)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.{kind}-{os.getpid()}-"))
+    tmp.chmod(umask_mode(0o777))
+    return tmp
+
+
+def remove_stale_temp_dirs(target: Path, kinds: tuple[str, ...] = ("tmp", "old")) -> list[Path]:
+    """Delete the temporary directories of `target` (see `temp_dir_beside`) whose writer process is gone: what a
+    killed writer left. Returns the directories removed."""
+    if not target.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:{'|'.join(map(re.escape, kinds))})-(?:(\d+)-)?")
+    removed = []
+    for entry in target.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match is None or not entry.is_dir() or entry.is_symlink():
+            continue
+        if match.group(1) is not None and _alive(int(match.group(1))):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def swap_dir_into_place(tmp: Path, target: Path) -> None:
+    """Put the directory `tmp` at `target`. An existing `target` is exchanged with `tmp` in one rename (Linux
+    renameat2 RENAME_EXCHANGE), so `target` is never missing, and then deleted; where the exchange is not
+    available it is renamed aside first."""
+    if not target.exists():
+        os.replace(tmp, target)
+        return
+    if _exchange(tmp, target):
+        shutil.rmtree(tmp, ignore_errors=True)  # now the old output
+        return
+    trash = temp_dir_beside(target, "old")
+    os.replace(target, trash / target.name)
+    os.replace(tmp, target)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0

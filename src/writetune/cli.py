@@ -179,7 +179,11 @@ def serve(
     model: ModelOption = "smollm2-135m",
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
-    api_key: Annotated[str | None, typer.Option(envvar="WRITETUNE_API_KEY", help="Require this key on /v1/*.")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="WRITETUNE_API_KEY", help="Require this key on /v1/*. Set it in WRITETUNE_API_KEY instead: a key on "
+        "the command line is visible to every user of the machine (ps).")] = None,
+    allowed_hosts: Annotated[str, typer.Option(
+        help="Comma-separated host names the server answers for besides IP addresses and localhost ('*': any).")] = "",
     model_name: Annotated[str | None, typer.Option(help="Model id reported by /v1/models.")] = None,
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -188,17 +192,29 @@ def serve(
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 512,
     max_batch_size: Annotated[int, typer.Option(min=1, help="1 serves requests one by one.")] = 8,
     batch_window_ms: Annotated[float, typer.Option(min=0)] = 10.0,
-    max_queue: Annotated[int, typer.Option(min=1)] = 64,
+    max_prompts: Annotated[int, typer.Option(min=1, help="Prompts per /v1/completions request.")] = 16,
+    max_sentences: Annotated[int, typer.Option(min=1, help="Sentences per /v1/edit request.")] = 64,
+    max_queue: Annotated[int, typer.Option(min=1, help="Generation sequences waiting for the model.")] = 256,
     timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a request gets 504.")] = 120.0,
+    header_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds for a request's headers: else 408.")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds for a request's body: else 408.")] = 20.0,
+    max_connections: Annotated[int, typer.Option(min=1, help="Open connections: one more gets 503.")] = 256,
 ):
     """Serve a model over HTTP: OpenAI-compatible API, /v1/edit and a web page at /."""
     from writetune.serve import ServeSettings, load_engine, run_server
 
     with user_errors():
         settings = ServeSettings(model=model, host=host, port=port, api_key=api_key, model_name=model_name,
+                                 allowed_hosts=tuple(h.strip() for h in allowed_hosts.split(",") if h.strip()),
                                  dtype=dtype, device=device, threads=threads, max_input_chars=max_input_chars,
                                  max_new_tokens=max_new_tokens, max_batch_size=max_batch_size,
-                                 batch_window_ms=batch_window_ms, max_queue=max_queue, request_timeout_s=timeout)
+                                 batch_window_ms=batch_window_ms, max_prompts=max_prompts,
+                                 max_sentences=max_sentences, max_queue=max_queue, request_timeout_s=timeout,
+                                 header_timeout_s=header_timeout, body_timeout_s=body_timeout,
+                                 max_connections=max_connections)
+        if api_key is not None and os.environ.get("WRITETUNE_API_KEY") != api_key:
+            err_console.print("warning: --api-key is visible to every user of this machine (ps); set "
+                              "WRITETUNE_API_KEY instead", highlight=False)
         engine = load_engine(settings)
     err_console.print(f"serving {engine.model_id} at http://{host}:{port}/ (API under /v1)", highlight=False)
     run_server(settings, engine)

@@ -14,10 +14,10 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from writetune.atomic import temp_dir_beside
 from writetune.prompt import PromptFormat, format_for_tokenizer, load_prompt_format, save_prompt_format
 
 EMBEDDED_ALIAS = "smollm2-135m"
@@ -109,6 +109,44 @@ def is_converted(directory: Path) -> bool:
     return (directory / _CONVERTED_MARKER).is_file()
 
 
+def _check_gguf(gguf_path: Path) -> None:
+    """Read a GGUF file's header, metadata and tensor table (memory-mapped, no weights copied): a truncated or
+    damaged file is a `ModelSpecError` naming it, not a struct or reshape error from deep inside a loader."""
+    import struct
+
+    from gguf import GGUFReader
+
+    try:
+        GGUFReader(str(gguf_path))
+    except (ValueError, struct.error, OSError, IndexError, KeyError) as err:
+        problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ModelSpecError(f"{gguf_path}: not a complete GGUF file (truncated or damaged: {problem})") from None
+
+
+def _read_json_config(path: Path) -> dict:
+    """A model's `config.json` or an adapter's `adapter_config.json`, as a dict; malformed JSON is a
+    `ModelSpecError` with the file and line."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as err:
+        raise ModelSpecError(f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno})") from None
+    except (UnicodeDecodeError, OSError) as err:
+        raise ModelSpecError(f"{path}: cannot be read as UTF-8 JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ModelSpecError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _check_finite(model, path: str, only: str = "") -> None:
+    """Refuse weights holding inf or NaN (those whose name contains `only`): a model that loads but can only answer
+    garbage."""
+    import torch
+
+    for name, tensor in model.state_dict().items():
+        if only in name and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelSpecError(f"{path}: weight '{name}' holds inf or NaN values; the checkpoint is damaged")
+
+
 def _dequantize_into(gguf_path: Path, directory: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -130,9 +168,8 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
     """
     if is_converted(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    tmp.chmod(0o755)
+    _check_gguf(gguf_path)
+    tmp = temp_dir_beside(target)
     try:
         _dequantize_into(gguf_path, tmp)
         (tmp / _CONVERTED_MARKER).write_text(
@@ -159,8 +196,10 @@ def _hub_reachable_error(repo_id: str) -> str | None:
     return None
 
 
-def resolve(spec: str, *, cache: Path | None = None, convert: bool = True) -> ResolvedModel:
-    """Turn a spec into a loadable location, converting a GGUF file into the cache when `convert` is set."""
+def resolve(spec: str, *, cache: Path | None = None, convert: bool = True,
+            _adapters: tuple[Path, ...] = ()) -> ResolvedModel:
+    """Turn a spec into a loadable location, converting a GGUF file into the cache when `convert` is set.
+    `_adapters` are the adapters whose bases are being resolved (an adapter that is its own base is an error)."""
     spec = spec.strip()
     if not spec:
         raise ModelSpecError("empty model spec")
@@ -178,16 +217,22 @@ def resolve(spec: str, *, cache: Path | None = None, convert: bool = True) -> Re
         return ResolvedModel(spec=spec, kind="gguf", path=str(target))
     if path.is_dir():
         if (path / "adapter_config.json").is_file():
-            config = json.loads((path / "adapter_config.json").read_text())
-            base_spec = config.get("base_model_name_or_path")
-            if not base_spec:
-                raise ModelSpecError(f"{path / 'adapter_config.json'}: no base_model_name_or_path to apply it to")
-            base = resolve(base_spec, cache=cache, convert=convert)
+            config_file = path / "adapter_config.json"
+            base_spec = _read_json_config(config_file).get("base_model_name_or_path")
+            if not base_spec or not isinstance(base_spec, str):
+                raise ModelSpecError(f"{config_file}: no base_model_name_or_path to apply it to")
+            chain = (*_adapters, path.resolve())
+            base_path = Path(base_spec).expanduser()
+            if base_path.is_dir() and any(base_path.resolve() in (a, a.parent) for a in chain):
+                raise ModelSpecError(f"{config_file}: base_model_name_or_path '{base_spec}' leads back to the "
+                                     "adapter itself; it must name the model the adapter was trained on")
+            base = resolve(base_spec, cache=cache, convert=convert, _adapters=chain)
             return ResolvedModel(spec=spec, kind="adapter", path=str(path.resolve()), base=base)
         if (path / "config.json").is_file():
+            _read_json_config(path / "config.json")
             return ResolvedModel(spec=spec, kind="directory", path=str(path.resolve()))
         if (path / "model" / "config.json").is_file() or (path / "model" / "adapter_config.json").is_file():
-            return resolve(str(path / "model"), cache=cache, convert=convert)
+            return resolve(str(path / "model"), cache=cache, convert=convert, _adapters=_adapters)
         raise ModelSpecError(f"{path}: a directory, but neither a model (config.json) nor an adapter "
                              "(adapter_config.json) nor a run directory with model/ inside")
     if path.exists():
@@ -227,8 +272,9 @@ def _load_pretrained(resolved: ResolvedModel, dtype):
         kwargs = {"local_files_only": cached}
     else:
         kwargs = {}
-    return (AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, **kwargs),
-            AutoTokenizer.from_pretrained(resolved.path, **kwargs))
+    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, **kwargs)
+    _check_finite(model, resolved.path)
+    return model, AutoTokenizer.from_pretrained(resolved.path, **kwargs)
 
 
 def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu", cache: Path | None = None,
@@ -244,6 +290,7 @@ def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu", cache:
 
         model, tokenizer = _load_pretrained(resolved.base, torch_dtype)
         model = PeftModel.from_pretrained(model, resolved.path)
+        _check_finite(model, resolved.path, only="lora_")
         if merge_adapter:
             model = model.merge_and_unload()
         fmt = load_prompt_format(resolved.path) or load_prompt_format(resolved.base.path)

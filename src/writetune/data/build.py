@@ -21,7 +21,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from writetune import __version__
+from writetune.atomic import remove_stale_temp_dirs, swap_dir_into_place, temp_dir_beside
 from writetune.config import ConfigError, read_yaml_mapping, validation_message
 from writetune.data.fingerprints import fingerprint, fingerprint_files, read_fingerprints
 from writetune.data.readers import DataError, Example, MissingDataError
@@ -50,7 +50,8 @@ class ContaminationError(DataError):
 
 
 class OutputExistsError(ValueError):
-    """The output directory exists and is not empty (pass overwrite=True / --force)."""
+    """The output directory exists and is not empty (pass overwrite=True / --force), or cannot be written at all:
+    it holds or lies inside an input, or it is not a previous build's output."""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -71,6 +72,7 @@ class SourceEntry(_Strict):
     cap: int | None = Field(None, ge=0)
     targets: Literal["random", "changed", "all"] = "random"
     keep_instructions: bool = False
+    allow_empty: bool = False  # a source that yields no examples is a warning in the manifest, not an error
 
     @field_validator("task")
     @classmethod
@@ -95,6 +97,7 @@ class Recipe(_Strict):
     description: str = ""
     seed: int = 0
     data_dir: str | None = None
+    paths_outside_data_dir: bool = False  # let source paths leave the data directory (absolute or ../)
     size: int | None = Field(None, ge=1)
     unchanged_share: float = Field(0.10, ge=0.0, le=1.0)
     unchanged_share_per_task: dict[str, float] = {}
@@ -481,6 +484,59 @@ class BuildResult:
     dev: int
 
 
+def _source_path(data: Path, rel: str, recipe: Recipe, name: str, index: int) -> Path:
+    """Where a recipe's source path points: inside the data directory, unless the recipe sets
+    `paths_outside_data_dir` (`..` and absolute paths are refused otherwise, whatever the file system holds)."""
+    path = Path(os.path.normpath(Path(os.path.abspath(data)) / rel))
+    if not recipe.paths_outside_data_dir and not _is_within(path, Path(os.path.abspath(data))):
+        raise RecipeError(f"source '{name}' (recipe key sources.{index}): path '{rel}' is outside the data "
+                          f"directory {data}; set paths_outside_data_dir: true in the recipe to allow it")
+    return path
+
+
+def _relative_to(path: Path, data: Path) -> str:
+    """A path as the manifest records it: relative to the data directory (no absolute paths in the outputs)."""
+    return Path(os.path.relpath(path, os.path.abspath(data))).as_posix()
+
+
+def _is_within(path: Path, directory: Path) -> bool:
+    return path == directory or directory in path.parents
+
+
+def _check_output_dir(out: Path, inputs: list[Path], overwrite: bool) -> None:
+    """Refuse an output directory that holds or lies inside an input (the data directory, a source file, the
+    recipe), and one that is not empty unless `overwrite` is set and it is a previous build's output (it has a
+    manifest): `--force` replaces a mix, never anything else."""
+    target = Path(os.path.realpath(out))
+    for given in inputs:
+        path = Path(os.path.realpath(given))
+        if _is_within(path, target) or _is_within(target, path):
+            relation = "contains" if _is_within(path, target) else "is inside"
+            raise OutputExistsError(f"{out}: the output directory {relation} the input {given}; choose a directory "
+                                    "apart from the data and the recipe")
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise OutputExistsError(f"{out}: exists and is not a directory")
+    if not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise OutputExistsError(f"{out}: output directory exists and is not empty (use --force to replace it)")
+    if not (out / MANIFEST_FILE).is_file():
+        raise OutputExistsError(f"{out}: not replaced: it is not empty and has no {MANIFEST_FILE}, so it is not the "
+                                "output of a previous build (--force replaces only those)")
+
+
+def _empty_source(entry: SourceEntry, index: int, paths: list[Path], data: Path) -> str:
+    """For a source that yields no examples: an error naming its files, unless the source sets `allow_empty`; then
+    the warning the manifest records (paths relative to the data directory)."""
+    what = f"source '{entry.name}' (recipe key sources.{index}) yields no examples"
+    if not entry.allow_empty:
+        where = ", ".join(str(p) for p in paths) or f"source '{entry.name}'"
+        raise DataError(f"{where}: {what} (set allow_empty: true on the source to build without it)")
+    return f"{', '.join(_relative_to(p, data) for p in paths) or entry.name}: {what}"
+
+
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
         for row in rows:
@@ -508,8 +564,9 @@ def build_mix(
         recipe = load_recipe(recipe_path)
     data = resolve_data_dir(data_dir, recipe, recipe_path)
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise OutputExistsError(f"{out}: output directory exists and is not empty (use --force to replace it)")
+    source_paths = {rel: _source_path(data, rel, recipe, entry.name, index)
+                    for index, entry in enumerate(recipe.sources) for rel in entry.read.files()}
+    _check_output_dir(out, [data, *source_paths.values(), *([recipe_path] if recipe_path else [])], overwrite)
     mode = recipe.contamination if drop_contaminated is None else ("drop" if drop_contaminated else "refuse")
     seed = recipe.seed
 
@@ -518,15 +575,18 @@ def build_mix(
     stats: dict[str, dict] = {}
     pools: dict[str, list[_Record]] = {}
     tokenized_sources = []
+    warnings: list[str] = []
     for index, entry in enumerate(recipe.sources):
         for rel in entry.read.files():
-            path = data / rel
+            path = source_paths[rel]
             if not path.exists():
                 raise MissingDataError(path, f"file of source '{entry.name}' (recipe key sources.{index})")
             if path.is_file():
-                inputs[rel] = _file_hash(path)
+                inputs[_relative_to(path, data)] = _file_hash(path)
         say(f"reading {entry.name}")
         examples = entry.read.read(data, task=entry.task, origin=entry.name)
+        if not examples:
+            warnings.append(_empty_source(entry, index, [source_paths[rel] for rel in entry.read.files()], data))
         if any(e.tokenized for e in examples):
             tokenized_sources.append(entry.name)
         records = [r for e in examples for r in _records(e, entry, seed)]
@@ -697,6 +757,10 @@ def build_mix(
         return row
 
     train_rows = [render(r, "train") for r in _ordered(train, seed, "shuffle")]
+    if not train_rows:
+        shares = ", ".join(f"{e.name}: weight {e.weight:g}, {stats[e.name]['available']} available"
+                           for e in recipe.sources)
+        raise DataError(f"the mix is empty: no source contributes a training record ({shares})")
     dev_rows = [render(r, "dev") for r in sorted(dev, key=lambda r: (r.task, r.origin, _hash(seed, "dev-order", r.id)))]
 
     # 9. manifest
@@ -726,6 +790,7 @@ def build_mix(
         "unchanged": dict(sorted(unchanged_report.items())),
         "instructions": {task: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for task, c in sorted(instruction_counts.items())},
         "sources": stats,
+        "warnings": warnings,
         "inputs": dict(sorted(inputs.items())),
         "holdout": {"suites": recipe.holdout_suites, "eval_sets": holdout.report},
         "contamination": {
@@ -744,19 +809,14 @@ def build_mix(
     }
 
     # 10. write atomically
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    for stale in remove_stale_temp_dirs(out):
+        say(f"removed {stale.name}, left by a build that did not finish")
+    tmp = temp_dir_beside(out)
     try:
         _write_jsonl(tmp / TRAIN_FILE, train_rows)
         _write_jsonl(tmp / DEV_FILE, dev_rows)
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-            os.replace(out, trash / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        swap_dir_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

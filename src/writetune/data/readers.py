@@ -342,8 +342,8 @@ def read_m2(
     """An M2 file (CoNLL-2014, BEA-2019, CWEB, JFLEG's converted M2): blocks of one `S` line and `A` edit lines,
     separated by blank lines, parsed by `m2format.parse_m2`. The corrected text of every annotator is rebuilt from
     its edits (`noop`, `UNK` and `Um` edits change nothing; `-NONE-` is an empty correction), giving one reference
-    per annotator in annotator-id order. The number of annotators is the highest annotator id in the file plus one;
-    an annotator without an `A` line in a block left that sentence unchanged. Spans past the sentence end are
+    per annotator in annotator-id order. The annotators are the ids seen anywhere in the file (annotator 0 when
+    there is no edit at all); an annotator without an `A` line in a block left that sentence unchanged. Spans past the sentence end are
     clamped to it (JFLEG's converted M2 has them) and repeated edits are kept; an empty file gives no examples."""
     text = read_text(path)
     if not text.strip():
@@ -353,7 +353,7 @@ def read_m2(
     name = Path(path).name
     # an annotator who made no edit in a block may be left out of it (JFLEG's M2 does this), so every block gets
     # one reference per annotator id seen anywhere in the file
-    n_annotators = 1 + max((edit.coder for sentence in document for edit in sentence.edits), default=0)
+    annotators = sorted({edit.coder for sentence in document for edit in sentence.edits}) or [0]
     examples = []
     for sentence in document:
         per_annotator: dict[int, list[tuple[int, int, str]]] = {}
@@ -363,7 +363,7 @@ def read_m2(
             correction = "" if edit.correction.strip() == "-NONE-" else edit.correction
             per_annotator.setdefault(edit.coder, []).append((edit.start, edit.end, correction))
         tokens = sentence.tokens
-        refs = tuple(_apply_edits(tokens, per_annotator.get(a, [])) for a in range(n_annotators))
+        refs = tuple(_apply_edits(tokens, per_annotator.get(a, [])) for a in annotators)
         examples.append(Example(task, sentence.source, refs, origin, f"{name}:{sentence.line}", tokenized))
     return examples
 

@@ -21,6 +21,7 @@ from writetune.metrics.base import (
     Metric,
     MetricInputError,
     Score,
+    SegmentInputError,
     SegmentStats,
     make_inputs,
 )
@@ -133,7 +134,10 @@ def score_files(
     if bootstrap < 0:
         raise MetricInputError(f"bootstrap: the number of samples must be >= 0, got {bootstrap}")
     inputs = load_inputs(metric, hyp=hyp, source=source, refs=refs, m2=m2)
-    stats = metric.segment_stats(inputs)
+    try:
+        stats = metric.segment_stats(inputs)
+    except SegmentInputError as err:
+        raise MetricInputError(f"{hyp}:{err.index + 1}: {err.problem}") from None
     return metric.score_stats(stats, n_refs=metric.n_refs(inputs), bootstrap=bootstrap, seed=seed)
 
 

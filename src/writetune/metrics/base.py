@@ -29,6 +29,14 @@ class MetricInputError(ValueError):
     """
 
 
+class SegmentInputError(MetricInputError):
+    """One hypothesis segment (0-based `index`) that a metric cannot score; `score_files` names its file and line."""
+
+    def __init__(self, index: int, problem: str):
+        super().__init__(f"hypothesis line {index + 1}: {problem}")
+        self.index, self.problem = index, problem
+
+
 @dataclass(frozen=True)
 class Score:
     """A corpus score on a 0-100 scale, with its components, optional 95% interval and a signature string.

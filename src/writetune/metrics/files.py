@@ -18,20 +18,21 @@ from writetune.metrics.base import MetricInputError
 
 
 def read_segments(path: str | os.PathLike[str]) -> list[str]:
-    """The lines of a UTF-8 text file (without line endings). Raises `MetricInputError` for a missing, unreadable,
-    non-UTF-8 or empty file."""
+    """The lines of a UTF-8 text file (without line endings; a leading byte-order mark dropped, as the data readers
+    do). Blank lines are segments (an empty output is a legal output). Raises `MetricInputError` for a missing,
+    unreadable, non-UTF-8 or empty (no line at all) file."""
     p = Path(path)
     if not p.is_file():
         raise MetricInputError(f"{p}: no such file")
     try:
-        with open(p, encoding="utf-8", newline=None) as fh:
+        with open(p, encoding="utf-8-sig", newline=None) as fh:
             text = fh.read()
     except UnicodeDecodeError as err:
         line = _line_of_byte(p, err.start)
         raise MetricInputError(f"{p}:{line}: not valid UTF-8 ({err.reason})") from None
     except OSError as err:
         raise MetricInputError(f"{p}: cannot read ({err.strerror})") from None
-    if not text.strip():
+    if not text:
         raise MetricInputError(f"{p}: file is empty")
     lines = text.split("\n")
     if lines and lines[-1] == "":
@@ -45,12 +46,13 @@ class M2FormatError(MetricInputError, m2format.M2FormatError):
 
 
 def read_m2(path: str | os.PathLike[str]) -> M2Document:
-    """Parse an M2 file for scoring. Raises `M2FormatError` naming the file and line of the first problem."""
+    """Parse an M2 file for scoring (a leading byte-order mark dropped). Raises `M2FormatError` naming the file and
+    line of the first problem."""
     p = Path(path)
     if not p.is_file():
         raise M2FormatError(p, 0, "no such file")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise M2FormatError(p, 0, f"not valid UTF-8 ({err.reason} at byte {err.start})") from None
     return parse_m2(text, str(p))

@@ -23,10 +23,22 @@ from typing import Any
 import numpy as np
 
 from writetune.data.m2format import M2Document, M2Sentence
-from writetune.metrics.base import Inputs, Metric, MetricInputError, SegmentStats, version_tag
+from writetune.metrics.base import Inputs, Metric, MetricInputError, SegmentInputError, SegmentStats, version_tag
 
 INF = float("inf")
 EPSILON = 0.001
+# Bounds on one sentence's work. The lattice of all optimal alignments grows combinatorially when a hypothesis
+# shares little with its source (40 tokens with few in common: 600,000 arcs, 16 s, 400 MB; a 1,000-token line
+# exhausts memory); the original scorer has the same blow-up and no bound. The largest lattice in the golden data
+# (CWEB dev, the scorer's test cases) has 4,191 arcs and 16,129 alignment cells, so these bounds leave real system
+# outputs untouched; a sentence beyond them is an error naming its line (about a second of work at most).
+MAX_ALIGNMENT_CELLS = 250_000  # source tokens x hypothesis tokens (500 x 500)
+MAX_LATTICE_ARCS = 100_000  # arcs of the lattice, transitive ones included
+MAX_LATTICE_STEPS = 4_000_000  # arc pairs looked at while adding transitive arcs
+
+
+class LatticeTooLarge(ValueError):
+    """One sentence's edit lattice would exceed the bounds above; the message says which and by how much."""
 
 # An edit as the scorer represents it: (kind, start, end, original, correction, unchanged_words).
 Edit = tuple[str, int, int, str, str, int]
@@ -169,8 +181,12 @@ class Lattice:
     def __init__(
         self, src: list[str], hyp: list[str], max_unchanged_words: int = 2, first_row_insert_at_zero: bool = True
     ):
+        if len(src) * len(hyp) > MAX_ALIGNMENT_CELLS:
+            raise LatticeTooLarge(self._too_large(src, hyp, f"{MAX_ALIGNMENT_CELLS:,} alignment cells"))
         arcs1 = _backpointer_arcs(src, hyp, 1)
         arcs2 = _backpointer_arcs(src, hyp, 2)
+        if len(arcs1) + len(arcs2) > MAX_LATTICE_ARCS:
+            raise LatticeTooLarge(self._too_large(src, hyp, f"{MAX_LATTICE_ARCS:,} arcs"))
         vertices = sorted({v for arc in arcs1 for v in arc} | {v for arc in arcs2 for v in arc} | {(0, 0)})
         # Arcs found in both lattices are listed twice, as the scorer's merge does.
         arcs: list[Arc] = sorted(list(arcs1) + list(arcs2))
@@ -185,6 +201,7 @@ class Lattice:
                 succ[arc[0]].add(arc[1])
                 pred[arc[1]].add(arc[0])
         # Transitive arcs, in the scorer's k, i, j vertex order (vertices sorted).
+        steps = 0
         for vk in vertices:
             preds = sorted(pred[vk])
             if not preds:
@@ -192,6 +209,9 @@ class Lattice:
             succs = sorted(succ[vk])
             if not succs:
                 continue
+            steps += len(preds) * len(succs)
+            if steps > MAX_LATTICE_STEPS:
+                raise LatticeTooLarge(self._too_large(src, hyp, f"{MAX_LATTICE_STEPS:,} steps"))
             for vi in preds:
                 eik = edits[(vi, vk)]
                 dik = dist[(vi, vk)]
@@ -201,6 +221,8 @@ class Lattice:
                     if dik + dkj < dist.get(key, INF):
                         eij = _merge_edits(eik, edits[(vk, vj)])
                         if eij[5] <= max_unchanged_words:
+                            if len(arcs) >= MAX_LATTICE_ARCS:
+                                raise LatticeTooLarge(self._too_large(src, hyp, f"{MAX_LATTICE_ARCS:,} arcs"))
                             arcs.append(key)
                             dist[key] = dik + dkj
                             edits[key] = eij
@@ -225,6 +247,11 @@ class Lattice:
         self.arcs = arcs
         self.dist = dist
         self.edits = edits
+
+    @staticmethod
+    def _too_large(src: list[str], hyp: list[str], bound: str) -> str:
+        return (f"its edit lattice would exceed {bound} ({len(src)} source, {len(hyp)} hypothesis tokens): the "
+                "hypothesis shares too little with the source for MaxMatch to align it")
 
     def weights(self, gold: list[GoldEdit]) -> dict[Arc, float]:
         """Arc weights for one annotator: gold-matching arcs -len(arcs), other edit arcs +epsilon."""
@@ -470,10 +497,10 @@ class M2Score(Metric):
 
     def segment_stats(self, inputs: Inputs) -> SegmentStats:
         per_sentence = []
-        for hyp, sentence in zip(inputs.hyps, inputs.gold):
+        for index, (hyp, sentence) in enumerate(zip(inputs.hyps, inputs.gold)):
             golds = gold_edits_by_annotator(sentence)
-            per_sentence.append(
-                sentence_counts(
+            try:
+                counts = sentence_counts(
                     sentence.source,
                     hyp.strip(),
                     golds,
@@ -481,7 +508,9 @@ class M2Score(Metric):
                     self.ignore_whitespace_casing,
                     self.first_row_insert_at_zero,
                 )
-            )
+            except LatticeTooLarge as err:
+                raise SegmentInputError(index, f"M2 cannot score this line: {err}") from None
+            per_sentence.append(counts)
         return self.stats_from_counts(per_sentence)
 
     @staticmethod

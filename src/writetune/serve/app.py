@@ -9,7 +9,9 @@ renderer in `writetune.prompt`), exactly as in training; system messages and ear
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -40,6 +42,7 @@ log = logging.getLogger("writetune.serve")
 STATIC = Path(__file__).parent / "static"
 ALL_TASKS = ("grammaticality", "clarity")  # what task "all" runs, in order
 _GENERATING = ("/v1/chat/completions", "/v1/completions", "/v1/edit")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # metric labels; any other is "other"
 _ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/tasks", "/v1/chat/completions", "/v1/completions",
            "/v1/edit")
 
@@ -79,7 +82,7 @@ class _Sampling(_Lenient):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # a signed 64-bit integer, as OpenAI's API has it
 
 
 class ChatCompletionBody(_Sampling):
@@ -113,7 +116,8 @@ def _error_payload(message: str, code: str, kind: str = "invalid_request_error")
 
 
 class MetricsMiddleware:
-    """Counts every HTTP request by route and status and times it to the end of its response."""
+    """Counts every HTTP request by route, method and status and times it to the end of its response. Route and
+    method labels come from closed sets (anything else is `other`), so no client can add series."""
 
     def __init__(self, app, metrics: ServerMetrics):
         self.app, self.metrics = app, metrics
@@ -133,11 +137,16 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, counting_send)
         finally:
-            self.metrics.observe_request(route, scope["method"], status[0], time.perf_counter() - started)
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.metrics.observe_request(route, method, status[0], time.perf_counter() - started)
 
 
 class ActiveRequestsMiddleware:
-    """Tells the batcher which generating requests are inside the server, from arrival to the end of the answer."""
+    """Tells the batcher which generating requests are inside the server, from arrival to the end of the answer,
+    and cancels a request's handling (and so its queued or running generation) when its client disconnects.
+
+    It runs after `BodyLimitMiddleware`, so the whole body has been read: the first `receive()` returns it, and the
+    next one returns only when the client has gone away (or the answer is complete)."""
 
     def __init__(self, app, batcher: Batcher):
         self.app, self.batcher = app, batcher
@@ -146,8 +155,70 @@ class ActiveRequestsMiddleware:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in _GENERATING:
             return await self.app(scope, receive, send)
         client = scope.get("client")
+        body = await receive()
+        gone = asyncio.ensure_future(_disconnect(receive))
+        given = [False]
+
+        async def replay():
+            if not given[0]:
+                given[0] = True
+                return body
+            return await asyncio.shield(gone)
+
         with self.batcher.active(tuple(client) if client else None):
-            await self.app(scope, receive, send)
+            handler = asyncio.ensure_future(self.app(scope, replay, send))
+            try:
+                await asyncio.wait({handler, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not handler.done():  # the client went away: stop working for it
+                    handler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await handler
+            finally:
+                gone.cancel()
+                handler.cancel()  # a no-op once it has finished; stops it if this request itself was cancelled
+
+
+async def _disconnect(receive) -> dict:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return message
+
+
+class HostCheckMiddleware:
+    """Answers only requests whose Host header names this server: an IP address (a browser that sends one has
+    connected to that address itself), `localhost`, or a name in `allowed` ("*" accepts any). A page on another
+    domain that rebinds its name to this server's address sends its own name and gets 400, so a server without an
+    API key on a loopback address is not reachable from a web page through DNS rebinding."""
+
+    def __init__(self, app, allowed: tuple[str, ...]):
+        self.app, self.allowed = app, {h.lower().rstrip(".") for h in allowed}
+
+    def accepts(self, host_header: bytes | None) -> bool:
+        if host_header is None or "*" in self.allowed:  # HTTP/1.0 without Host: not a browser
+            return True
+        host = host_header.decode("latin-1").strip().lower()
+        if host.startswith("["):  # [v6]:port
+            host = host[1:host.find("]")] if "]" in host else host
+        elif host.count(":") == 1:
+            host = host.split(":", 1)[0]
+        host = host.rstrip(".")
+        try:
+            ipaddress.ip_address(host)
+            return True
+        except ValueError:
+            return host == "localhost" or host in self.allowed
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        host = dict(scope.get("headers") or []).get(b"host")
+        if not self.accepts(host):
+            shown = host.decode("latin-1")[:100] if host else ""
+            return await _send_json(send, 400, _error_payload(
+                f"this server does not answer for host {shown!r}; start it with --allowed-hosts naming it",
+                "invalid_host"))
+        return await self.app(scope, receive, send)
 
 
 class AuthMiddleware:
@@ -175,19 +246,20 @@ class AuthMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Reads a request body up to `limit` bytes before the app sees it; a larger one gets 413 without being parsed.
-    The rest of an oversized body is read and dropped (up to `drain` bytes) so that the client, still sending,
-    receives the 413 instead of a reset connection; beyond that the connection is closed."""
+    """Reads a request body up to `limit` bytes, within `timeout_s`, before the app sees it; a larger one gets 413
+    without being parsed, a slower one 408, and either closes the connection. The rest of an oversized body is
+    read and dropped (up to `drain` bytes, within the same deadline) so that the client, still sending, receives
+    the 413 instead of a reset connection; beyond that the connection is closed."""
 
-    def __init__(self, app, limit: int, drain: int = 64 << 20):
-        self.app, self.limit, self.drain = app, limit, drain
+    def __init__(self, app, limit: int, timeout_s: float, drain: int = 64 << 20):
+        self.app, self.limit, self.timeout_s, self.drain = app, limit, timeout_s, drain
 
-    async def _refuse(self, receive, send, more_body: bool) -> None:
+    async def _refuse(self, receive, send, more_body: bool, deadline: float) -> None:
         dropped = 0
         while more_body and dropped <= self.drain:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
+            message = await _receive_by(receive, deadline)
+            if message is None or message["type"] == "http.disconnect":
+                break
             dropped += len(message.get("body", b""))
             more_body = message.get("more_body", False)
         await _send_json(send, 413, _error_payload(f"request body larger than {self.limit} bytes",
@@ -196,21 +268,26 @@ class BodyLimitMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         declared = dict(scope.get("headers") or []).get(b"content-length")
         try:
             if declared is not None and int(declared) > self.limit:
-                return await self._refuse(receive, send, True)
+                return await self._refuse(receive, send, True, deadline)
         except ValueError:
             return await _send_json(send, 400, _error_payload("invalid Content-Length", "bad_request"))
         chunks, size = [], 0
         while True:
-            message = await receive()
+            message = await _receive_by(receive, deadline)
+            if message is None:
+                return await _send_json(send, 408, _error_payload(
+                    f"the request body did not arrive within {self.timeout_s:g} s", "body_timeout"),
+                    {"Connection": "close"})
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                return await self._refuse(receive, send, message.get("more_body", False))
+                return await self._refuse(receive, send, message.get("more_body", False), deadline)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -223,6 +300,14 @@ class BodyLimitMiddleware:
             return await receive()
 
         return await self.app(scope, replay, send)
+
+
+async def _receive_by(receive, deadline: float) -> dict | None:
+    """The next ASGI message, or None when `deadline` (event-loop time) passes first."""
+    try:
+        return await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+    except asyncio.TimeoutError:
+        return None
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------------
@@ -273,10 +358,25 @@ class Server:
                            code="max_tokens_too_large")
         return asked if asked is not None else min(self.settings.default_max_tokens, limit)
 
-    def check_chars(self, n: int) -> None:
+    def check_input(self, texts: list[str]) -> None:
+        """413 for too many characters in all `texts` together; 422 for text that is not valid Unicode (a lone
+        surrogate, which JSON's \\u escapes can carry but no tokenizer can encode), before anything is queued."""
+        n = sum(len(t) for t in texts)
         if n > self.settings.max_input_chars:
             raise ApiError(413, f"input is {n} characters; this server accepts at most "
                                 f"{self.settings.max_input_chars}", code="input_too_long")
+        for text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise ApiError(422, f"the text is not valid Unicode: a lone surrogate "
+                                    f"{text[err.start]!r} at character {err.start}", code="invalid_text") from None
+
+    def check_sequences(self, count: int, what: str) -> None:
+        """413 for a request that alone needs more generation sequences than the queue holds."""
+        if count > self.settings.max_queue:
+            raise ApiError(413, f"this request needs {count} generations ({what}); this server queues at most "
+                                f"{self.settings.max_queue}", code="request_too_large")
 
     def sampling(self, body: _Sampling, max_tokens: int) -> DecodingConfig:
         """Greedy unless a temperature above 0 is asked for; the budget is exactly `max_tokens`."""
@@ -319,11 +419,12 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
         finally:
             await server.batcher.stop()
 
-    app = FastAPI(title="writetune", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="writetune", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.server = server
     app.add_middleware(ActiveRequestsMiddleware, batcher=server.batcher)  # innermost: after auth and body limit
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(AuthMiddleware, api_key=settings.api_key)
+    app.add_middleware(HostCheckMiddleware, allowed=settings.allowed_hosts)
     app.add_middleware(MetricsMiddleware, metrics=server.metrics)
 
     @app.exception_handler(ApiError)
@@ -347,9 +448,11 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request, err: StarletteHTTPException):
-        if err.status_code == 400 and "parsing the body" in str(err.detail):  # FastAPI's words for undecodable bytes
-            return _error_response(400, "the request body is not valid JSON (it could not be decoded as UTF-8)",
-                                   code="invalid_json")
+        if err.status_code == 400 and "parsing the body" in str(err.detail):  # FastAPI's words; the cause says why
+            why = {UnicodeDecodeError: "it could not be decoded as UTF-8",
+                   RecursionError: "it nests arrays or objects too deeply"}.get(type(err.__cause__),
+                                                                               "it could not be parsed")
+            return _error_response(400, f"the request body is not valid JSON ({why})", code="invalid_json")
         return _error_response(err.status_code, str(err.detail), code="not_found" if err.status_code == 404 else None,
                                headers=getattr(err, "headers", None))
 
@@ -374,22 +477,26 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
 
     # ---- plain routes ------------------------------------------------------------------------------------------
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index():
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/health")
+    @app.head("/health", include_in_schema=False)
     async def health():
         return {"status": "ok", "model": engine.model_id, "version": __version__,
                 "uptime_s": round(time.time() - server.started, 1), "queue_depth": server.batcher.queue_depth(),
                 "auth_required": settings.api_key is not None,
                 "limits": {"max_input_chars": settings.max_input_chars, "max_new_tokens": settings.max_new_tokens,
                            "max_queue": settings.max_queue, "max_batch_size": settings.max_batch_size,
-                           "request_timeout_s": settings.request_timeout_s}}
+                           "max_prompts": settings.max_prompts, "max_sentences": settings.max_sentences,
+                           "request_timeout_s": settings.request_timeout_s,
+                           "header_timeout_s": settings.header_timeout_s, "body_timeout_s": settings.body_timeout_s,
+                           "max_connections": settings.max_connections}}
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.api_route("/metrics", methods=["GET", "HEAD"], include_in_schema=False)
     async def metrics():
         return PlainTextResponse(server.metrics.render(), media_type=CONTENT_TYPE)
 
@@ -413,13 +520,14 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionBody):
         texts = [_content_text(m.content) for m in body.messages]
-        server.check_chars(sum(len(t) for t in texts))
+        server.check_input(texts)
         users = [t for m, t in zip(body.messages, texts) if m.role == "user"]
         if not users or not users[-1].strip():
             raise ApiError(422, "messages need a non-empty user message", code="no_user_message")
         max_tokens = server.max_tokens(body.max_completion_tokens or body.max_tokens)
         stops = _stops(body.stop)
         request = Request(users[-1])
+        server.check_sequences(body.n, "n")
         answers = await server.generate([request] * body.n, server.sampling(body, max_tokens))
         finished = [server.finish(a, stops, max_tokens) for a in answers]
         prompt_tokens = engine.prompt_tokens(request)
@@ -456,7 +564,11 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if not prompts or not all(p.strip() for p in prompts):
             raise ApiError(422, "prompt must be a non-empty string or a list of them", code="empty_prompt")
-        server.check_chars(sum(len(p) for p in prompts))
+        if len(prompts) > settings.max_prompts:
+            raise ApiError(413, f"{len(prompts)} prompts in one request; this server accepts at most "
+                                f"{settings.max_prompts}", code="too_many_prompts")
+        server.check_input(prompts)
+        server.check_sequences(len(prompts) * body.n, f"{len(prompts)} prompts x n {body.n}")
         max_tokens = server.max_tokens(body.max_tokens)
         stops = _stops(body.stop)
         requests = [Request(p) for p in prompts for _ in range(body.n)]
@@ -496,7 +608,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
     async def edit(body: EditBody):
         from writetune.tasks import UnknownTaskError, get_task
 
-        server.check_chars(len(body.text))
+        server.check_input([body.text])
         if not body.text.strip():
             raise ApiError(422, "text is empty", code="empty_text")
         name = body.task.strip().lower()
@@ -508,6 +620,10 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
             raise ApiError(422, f"task '{chosen[0].name}' is not a writing task; /v1/edit edits text",
                            code="not_a_writing_task")
         spans = split_sentences(body.text)
+        if len(spans) > settings.max_sentences:
+            raise ApiError(413, f"the text has {len(spans)} sentences; this server edits at most "
+                                f"{settings.max_sentences} per request", code="too_many_sentences")
+        server.check_sequences(len(spans), f"{len(spans)} sentences")
         sources = [body.text[s:e] for s, e in spans]
         decoding = DecodingConfig(strategy="greedy", max_new_tokens=settings.max_new_tokens)
         deadline = time.monotonic() + settings.request_timeout_s

@@ -10,9 +10,12 @@ request yet: closed-loop clients come back staggered by their answers' handling,
 milliseconds for them costs far less than generating a batch of one and then another. A lone client's next request
 arrives on the connection it is expected on, so it is never held back beyond `window_s`.
 
-Jobs whose decoding settings differ are generated in separate groups of the same batch. A full queue refuses new
-jobs at once (`QueueFull`, with a suggested retry delay), a job not answered within its timeout is abandoned
-(`RequestTimeout`), and a generator error fails only the jobs of that group (`GenerationError`).
+Jobs whose decoding settings differ are generated in separate groups of the same batch. The queue is bounded in
+generation sequences, not jobs (a job of 64 prompts weighs 64): a job that does not fit is refused at once
+(`QueueFull`, with a suggested retry delay). A job not answered within its timeout, or whose client went away, is
+abandoned (`RequestTimeout`, cancellation), and once every job of a running group is abandoned the generator is
+stopped at its next finished sequence instead of running to the end. A generator error in a group of several jobs
+is retried job by job, so it fails only the job that causes it (`GenerationError`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ class GenerationError(Exception):
     """The generator raised while generating a job's batch."""
 
 
+class _Abandoned(Exception):
+    """Raised inside the generator's progress callback to stop a group that nobody waits for any more."""
+
+
 @dataclass
 class _Job:
     requests: list[Request]
@@ -72,6 +79,7 @@ class Batcher:
         self.metrics.queue_depth = self.queue_depth
         self.metrics.inflight = lambda: self._inflight
         self._queue: asyncio.Queue[_Job] | None = None
+        self._queued_sequences = 0
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._inflight = 0
@@ -80,7 +88,7 @@ class Batcher:
         self._returning: dict = {}  # connection -> until when its client is expected back with its next request
 
     async def start(self) -> None:
-        self._queue = asyncio.Queue(maxsize=self.max_queue)
+        self._queue = asyncio.Queue()  # bounded by `_queued_sequences`, see `submit`
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writetune-generate")
         self._task = asyncio.create_task(self._collect(), name="writetune-batcher")
 
@@ -124,9 +132,13 @@ class Batcher:
     def queue_depth(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
 
+    def queued_sequences(self) -> int:
+        """Generation sequences in the queue (what `max_queue` bounds)."""
+        return self._queued_sequences
+
     def retry_after(self) -> int:
         """Seconds until the queue has probably drained by one batch's worth: at least 1."""
-        batches = math.ceil((self.queue_depth() + 1) / max(1, self.max_batch_size))
+        batches = math.ceil((self._queued_sequences + 1) / max(1, self.max_batch_size))
         return max(1, min(60, math.ceil(batches * self._recent_batch_s)))
 
     async def submit(self, requests: Sequence[Request], decoding: DecodingConfig, timeout_s: float) -> list[str]:
@@ -134,11 +146,11 @@ class Batcher:
         if self._queue is None:
             raise GenerationError("the batcher is not running")
         job = _Job(list(requests), decoding, asyncio.get_running_loop().create_future())
-        try:
-            self._queue.put_nowait(job)
-        except asyncio.QueueFull:
+        if self._queued_sequences + len(job.requests) > self.max_queue:
             self.metrics.reject("queue_full")
-            raise QueueFull(self.retry_after()) from None
+            raise QueueFull(self.retry_after())
+        self._queued_sequences += len(job.requests)
+        self._queue.put_nowait(job)
         try:
             return await asyncio.wait_for(asyncio.shield(job.future), timeout_s)
         except asyncio.TimeoutError:
@@ -154,6 +166,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
+            self._queued_sequences -= len(batch[0].requests)
             size = len(batch[0].requests)
             opened = last = loop.time()
             while size < self.max_batch_size:
@@ -170,50 +183,80 @@ class Batcher:
                         job = await asyncio.wait_for(self._queue.get(), min(remaining, max(self.window_s, 0.005)))
                     except asyncio.TimeoutError:
                         continue
+                self._queued_sequences -= len(job.requests)
                 batch.append(job)
                 size += len(job.requests)
                 last = loop.time()
             await self._run(batch)
 
     async def _run(self, batch: list[_Job]) -> None:
-        loop = asyncio.get_running_loop()
         groups: dict[DecodingConfig, list[_Job]] = {}
         for job in batch:
             if not job.abandoned and not job.future.done():
                 groups.setdefault(job.decoding, []).append(job)
         for decoding, jobs in groups.items():
-            requests = [r for job in jobs for r in job.requests]
-            decoding = _with_batch_size(decoding, self.max_batch_size)
-            self._inflight = len(requests)
-            started = time.monotonic()
             try:
-                outputs = await loop.run_in_executor(self._executor, self._generate, requests, decoding)
+                await self._run_group(jobs, decoding)
+            except _Abandoned:
+                log.info("stopped a batch of %d jobs: nobody waits for its answers", len(jobs))
             except Exception as err:  # noqa: BLE001 - a failed batch fails its jobs, never the server
-                log.exception("generation failed for a batch of %d requests", len(requests))
+                if len(jobs) == 1:
+                    log.exception("generation failed for a job of %d requests", len(jobs[0].requests))
+                    _fail(jobs[0], err)
+                    continue
+                log.warning("generation failed for a batch of %d jobs (%s); retrying them one by one", len(jobs),
+                            type(err).__name__)
                 for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(GenerationError(f"generation failed: {type(err).__name__}: {err}"))
-                continue
-            finally:
-                self._inflight = 0
-            self._recent_batch_s = 0.5 * self._recent_batch_s + 0.5 * (time.monotonic() - started)
-            pos = 0
-            for job in jobs:
-                answer, pos = outputs[pos:pos + len(job.requests)], pos + len(job.requests)
-                if not job.future.done():
-                    job.future.set_result(answer)
+                    try:
+                        await self._run_group([job], decoding)
+                    except _Abandoned:
+                        pass
+                    except Exception as err:  # noqa: BLE001 - this job's own failure
+                        log.exception("generation failed for a job of %d requests", len(job.requests))
+                        _fail(job, err)
 
-    def _generate(self, requests: list[Request], decoding: DecodingConfig) -> list[str]:
-        """Runs on the worker thread."""
+    async def _run_group(self, jobs: list[_Job], decoding: DecodingConfig) -> None:
+        """Generate the jobs' requests in one generator call and answer each job with its share."""
+        requests = [r for job in jobs for r in job.requests]
+        decoding = _with_batch_size(decoding, self.max_batch_size)
+        self._inflight = len(requests)
+        started = time.monotonic()
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._generate, requests,
+                                                                       decoding, jobs)
+        finally:
+            self._inflight = 0
+        self._recent_batch_s = 0.5 * self._recent_batch_s + 0.5 * (time.monotonic() - started)
+        pos = 0
+        for job in jobs:
+            answer, pos = outputs[pos:pos + len(job.requests)], pos + len(job.requests)
+            if not job.future.done():
+                job.future.set_result(answer)
+
+    def _generate(self, requests: list[Request], decoding: DecodingConfig, jobs: list[_Job]) -> list[str]:
+        """Runs on the worker thread. Stops (`_Abandoned`) when every job of the call has been abandoned."""
+
+        def progress(_finished: int) -> None:
+            if all(job.abandoned for job in jobs):
+                raise _Abandoned()
+
+        progress(0)
         before = self.engine.tokens_generated
         started = time.monotonic()
         self.metrics.observe_batch(len(requests))
-        outputs = self.engine.generator.generate(requests, decoding)
-        self.metrics.observe_generation(len(requests), self.engine.tokens_generated - before,
-                                        time.monotonic() - started)
+        try:
+            outputs = self.engine.generator.generate(requests, decoding, progress)
+        finally:
+            self.metrics.observe_generation(len(requests), self.engine.tokens_generated - before,
+                                            time.monotonic() - started)
         if len(outputs) != len(requests):
             raise GenerationError(f"the generator returned {len(outputs)} answers for {len(requests)} requests")
         return list(outputs)
+
+
+def _fail(job: _Job, err: Exception) -> None:
+    if not job.future.done():
+        job.future.set_exception(GenerationError(f"generation failed: {type(err).__name__}: {err}"))
 
 
 def _with_batch_size(decoding: DecodingConfig, batch_size: int) -> DecodingConfig:

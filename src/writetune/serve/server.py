@@ -1,5 +1,6 @@
 """Running the app: `run_server(settings)` for `writetune serve`, and `BackgroundServer`, a real uvicorn server on a
-free loopback port in a thread, for tests and benchmarks."""
+free loopback port in a thread, for tests and benchmarks. Both run uvicorn with the connection limits of the
+settings (`writetune.serve.connections`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 import uvicorn
 
 from writetune.serve.app import create_app
+from writetune.serve.connections import guarded
 from writetune.serve.engine import Engine
 from writetune.serve.settings import ServeSettings
 
@@ -27,12 +29,19 @@ def run_server(settings: ServeSettings, engine: Engine | None = None) -> None:
     """Load the model (unless an engine is given) and serve it until interrupted."""
     engine = engine or load_engine(settings)
     logging.getLogger("writetune.serve").setLevel(logging.INFO)
-    uvicorn.run(create_app(engine, settings), host=settings.host, port=settings.port, log_level="info",
-                timeout_graceful_shutdown=5)
+    uvicorn.Server(uvicorn_config(create_app(engine, settings), settings, host=settings.host, port=settings.port,
+                                  log_level="info")).run()
+
+
+def uvicorn_config(app, settings: ServeSettings, **options) -> uvicorn.Config:
+    """uvicorn's configuration for `app`: h11 with the request-head timeout and connection limit of `settings`."""
+    return uvicorn.Config(app, http=guarded(settings.header_timeout_s, settings.max_connections),
+                          timeout_graceful_shutdown=5, **options)
 
 
 class BackgroundServer:
-    """`with BackgroundServer(app) as url:` serves `app` with uvicorn on 127.0.0.1 at a free port, in a thread."""
+    """`with BackgroundServer(app) as url:` serves `app` with uvicorn on 127.0.0.1 at a free port, in a thread, with
+    the connection limits of the app's settings."""
 
     def __init__(self, app, host: str = "127.0.0.1", log_level: str = "warning"):
         self.app, self.host, self.log_level = app, host, log_level
@@ -45,8 +54,9 @@ class BackgroundServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, 0))
         port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, host=self.host, port=port, log_level=self.log_level, lifespan="on",
-                                timeout_graceful_shutdown=5)
+        settings = getattr(getattr(self.app.state, "server", None), "settings", None) or ServeSettings()
+        config = uvicorn_config(self.app, settings, host=self.host, port=port, log_level=self.log_level,
+                                lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True,
                                        name="writetune-uvicorn")

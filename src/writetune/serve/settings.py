@@ -14,6 +14,8 @@ class ServeSettings(BaseModel):
     model_name: str | None = Field(None, description="the id /v1/models reports; default: derived from the spec")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    allowed_hosts: tuple[str, ...] = Field((), description="host names (Host header) answered besides IP "
+                                           "addresses and localhost; '*' answers any")
     api_key: str | None = Field(None, description="when set, /v1/* needs 'Authorization: Bearer <key>'")
     dtype: str = "float32"
     device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, cuda, cuda:N")
@@ -26,8 +28,16 @@ class ServeSettings(BaseModel):
     batch_window_ms: float = Field(10.0, ge=0, le=10_000, description="how long a batch waits for company")
     max_batch_window_ms: float = Field(500.0, ge=0, le=10_000, description="while other requests are still being "
                                        "answered, a batch waits for their clients to come back, up to this long")
-    max_queue: int = Field(64, ge=1, description="jobs waiting for the generator: 503 with Retry-After beyond")
+    max_prompts: int = Field(16, ge=1, description="prompts in one /v1/completions request: 413 beyond")
+    max_sentences: int = Field(64, ge=1, description="sentences in one /v1/edit text: 413 beyond")
+    max_queue: int = Field(256, ge=1, description="generation sequences (prompts x n, sentences) waiting for the "
+                           "generator: 503 with Retry-After beyond; a single request larger than this gets 413")
     request_timeout_s: float = Field(120.0, gt=0, description="a request still unanswered after this gets 504")
+    header_timeout_s: float = Field(10.0, gt=0, description="a request line and headers not complete after this "
+                                    "(from the connection's opening or the request's first byte) get 408")
+    body_timeout_s: float = Field(20.0, gt=0, description="a request body not complete this long after its "
+                                  "headers gets 408")
+    max_connections: int = Field(256, ge=1, description="open connections; one beyond gets 503 and is closed")
     errant_types: bool = Field(True, description="type grammar edits with ERRANT (spaCy model, loaded offline)")
 
     @field_validator("api_key")

@@ -3,7 +3,9 @@
 A checkpoint `checkpoints/step-N/` holds the trainable weights as a loadable model (`model/`: a PEFT adapter or full
 weights, with tokenizer and prompt_format.json), the optimizer and scheduler state, every process's RNG state
 (`rng-rank{r}.pt`: Python, NumPy, torch CPU and CUDA) and `state.json` (step, epoch, tokens seen, and the
-fingerprint of the data-order plan). It is written into `checkpoints/.tmp-step-N/` and renamed into place, so a run
+fingerprint of the data-order plan). Every `.pt` file holds only tensors, numbers, strings and containers of them, and
+is read with `torch.load(weights_only=True)`: a checkpoint copied from elsewhere cannot run code when a run resumes
+from it. It is written into `checkpoints/.tmp-step-N/` and renamed into place, so a run
 killed while saving leaves either the whole checkpoint or none; stale temporary directories are removed on the next
 start. Under FSDP the model and optimizer go through `accelerator.save_state` (sharded), inside the same rename.
 """
@@ -67,9 +69,14 @@ def prune(run_dir: str | Path, keep_last: int) -> list[Path]:
 
 
 def rng_state() -> dict:
+    """Every generator's state as tensors, numbers and tuples (what `weights_only` loading accepts)."""
     import torch
 
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    numpy = np.random.get_state(legacy=False)
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"bit_generator": numpy["bit_generator"], "key": torch.from_numpy(numpy["state"]["key"].copy()),
+                       "pos": int(numpy["state"]["pos"]), "has_gauss": int(numpy["has_gauss"]),
+                       "gauss": float(numpy["gauss"])}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -79,7 +86,9 @@ def set_rng_state(state: dict) -> None:
     import torch
 
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy = state["numpy"]
+    np.random.set_state({"bit_generator": numpy["bit_generator"], "has_gauss": numpy["has_gauss"],
+                         "gauss": numpy["gauss"], "state": {"key": numpy["key"].numpy(), "pos": numpy["pos"]}})
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -145,10 +154,24 @@ def read_state(checkpoint: str | Path) -> dict:
     return json.loads((Path(checkpoint) / STATE_FILE).read_text())
 
 
-def load_rng(checkpoint: str | Path, rank: int) -> None:
+def load_state_file(path: str | Path):
+    """A checkpoint `.pt` file, loaded with `weights_only=True` (tensors and plain data only, never code). A file
+    that needs more (a pickled object: written by an older version, or crafted) is refused with a message."""
+    import pickle
+
     import torch
 
+    path = Path(path)
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: not loaded: it holds more than tensors and plain data, or is damaged ({first}); "
+                         "a checkpoint is loaded only with weights_only=True") from None
+
+
+def load_rng(checkpoint: str | Path, rank: int) -> None:
     path = Path(checkpoint) / f"rng-rank{rank}.pt"
     if not path.is_file():
         raise ValueError(f"{path}: missing; the checkpoint was written by a run with fewer processes")
-    set_rng_state(torch.load(path, weights_only=False))
+    set_rng_state(load_state_file(path))

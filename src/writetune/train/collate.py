@@ -70,7 +70,7 @@ def read_records(path: str | Path) -> list[Record]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such mix file (build one with `writetune data build RECIPE -o DIR`)")
     records = []
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8-sig") as fh:  # a leading byte-order mark is not part of the first record
         for number, line in enumerate(fh, 1):
             if not line.strip():
                 continue

@@ -17,6 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from writetune.atomic import temp_dir_beside, umask_mode
+
 GGUF_DTYPES = ("f32", "f16", "bf16")
 
 
@@ -43,8 +45,7 @@ def _atomic_dir(target: Path, overwrite: bool) -> Path:
     occupied = (target.is_dir() and any(target.iterdir())) or (target.exists() and not target.is_dir())
     if occupied and not overwrite:
         raise ExportError(f"{target}: exists and is not empty (pass overwrite / --force to replace it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    return temp_dir_beside(target)
 
 
 def export_merged(source: str, out_dir: str | os.PathLike, *, dtype: str = "float32",
@@ -180,6 +181,7 @@ def export_gguf(source: str, out_file: str | os.PathLike, *, dtype: str = "f16",
 
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.fchmod(fd, umask_mode(0o666))  # mkstemp makes 0600 whatever the umask
     os.close(fd)
     try:
         writer = gguf.GGUFWriter(tmp, "llama")

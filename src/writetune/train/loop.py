@@ -263,13 +263,9 @@ class Trainer:
         if self.fsdp:
             self.acc.load_state(str(path / "accelerate"))
         else:
-            import torch
-
             self._load_weights(path / "model")
-            self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-        import torch
-
-        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+            self.optimizer.load_state_dict(ckpt.load_state_file(path / "optimizer.pt"))
+        self.scheduler.load_state_dict(ckpt.load_state_file(path / "scheduler.pt"))
         ckpt.load_rng(path, self.rank)
         self.start_step = self.resumed_from = int(state["step"])
         self.tokens_seen = int(state.get("tokens", 0))
