@@ -475,6 +475,11 @@ def test_fingerprinted_sentences_are_dropped_and_reported(tmp_path, data):
         build_mix(write_recipe(tmp_path, data, fingerprints=["prints/bench.sha256"]), tmp_path / "refused")
 
 
+def test_fingerprint_paths_stay_inside_the_data_dir(tmp_path, data):
+    with pytest.raises(RecipeError, match=r"fingerprints.0: path '../elsewhere' is outside the data directory"):
+        build_mix(write_recipe(tmp_path, data, fingerprints=["../elsewhere"]), tmp_path / "out")
+
+
 def test_a_malformed_fingerprint_file_names_its_line(tmp_path, data):
     write(data, "prints/bad.sha256", "a" * 64 + "\nnot-a-digest\n")
     with pytest.raises(DataFormatError, match=r"bad\.sha256:2: expected a lowercase SHA-256 hex digest"):

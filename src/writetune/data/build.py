@@ -366,8 +366,7 @@ class _FingerprintIndex:
     digests: dict[str, str] = field(default_factory=dict)
     report: dict[str, dict] = field(default_factory=dict)
 
-    def add(self, entry: str, index: int, data_dir: Path) -> None:
-        path = data_dir / entry
+    def add(self, entry: str, path: Path, index: int, data_dir: Path) -> None:
         if not path.exists():
             self.report[f"fingerprints:{Path(entry).stem}"] = {"status": "absent", "missing": entry}
             return
@@ -379,7 +378,7 @@ class _FingerprintIndex:
             digests = read_fingerprints(file)
             for digest in digests:
                 self.digests.setdefault(digest, name)
-            self.report[name] = {"status": "present", "file": file.relative_to(data_dir).as_posix(),
+            self.report[name] = {"status": "present", "file": _relative_to(file, data_dir),
                                  "sha256": _file_hash(file), "fingerprints": len(digests), "matches": 0}
 
     def match(self, record: _Record) -> str | None:
@@ -484,13 +483,14 @@ class BuildResult:
     dev: int
 
 
-def _source_path(data: Path, rel: str, recipe: Recipe, name: str, index: int) -> Path:
-    """Where a recipe's source path points: inside the data directory, unless the recipe sets
-    `paths_outside_data_dir` (`..` and absolute paths are refused otherwise, whatever the file system holds)."""
+def _recipe_path(data: Path, rel: str, recipe: Recipe, what: str) -> Path:
+    """Where a recipe's data path points: inside the data directory, unless the recipe sets
+    `paths_outside_data_dir` (`..` and absolute paths are refused otherwise, whatever the file system holds).
+    `what` names the recipe key in the error."""
     path = Path(os.path.normpath(Path(os.path.abspath(data)) / rel))
     if not recipe.paths_outside_data_dir and not _is_within(path, Path(os.path.abspath(data))):
-        raise RecipeError(f"source '{name}' (recipe key sources.{index}): path '{rel}' is outside the data "
-                          f"directory {data}; set paths_outside_data_dir: true in the recipe to allow it")
+        raise RecipeError(f"{what}: path '{rel}' is outside the data directory {data}; set "
+                          "paths_outside_data_dir: true in the recipe to allow it")
     return path
 
 
@@ -564,7 +564,7 @@ def build_mix(
         recipe = load_recipe(recipe_path)
     data = resolve_data_dir(data_dir, recipe, recipe_path)
     out = Path(out_dir)
-    source_paths = {rel: _source_path(data, rel, recipe, entry.name, index)
+    source_paths = {rel: _recipe_path(data, rel, recipe, f"source '{entry.name}' (recipe key sources.{index})")
                     for index, entry in enumerate(recipe.sources) for rel in entry.read.files()}
     _check_output_dir(out, [data, *source_paths.values(), *([recipe_path] if recipe_path else [])], overwrite)
     mode = recipe.contamination if drop_contaminated is None else ("drop" if drop_contaminated else "refuse")
@@ -610,7 +610,7 @@ def build_mix(
     for evalset in all_eval_sets():
         (holdout if evalset.suite in recipe.holdout_suites else check).add(evalset, data)
     for index, entry in enumerate(recipe.fingerprints):
-        prints.add(entry, index, data)
+        prints.add(entry, _recipe_path(data, entry, recipe, f"recipe key fingerprints.{index}"), index, data)
     contaminated: list[tuple[_Record, str]] = []
     for name, records in pools.items():
         kept = []
