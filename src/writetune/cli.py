@@ -187,15 +187,18 @@ def serve(
     batch_window_ms: Annotated[float, typer.Option(min=0)] = 10.0,
     max_queue: Annotated[int, typer.Option(min=1)] = 64,
     timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a request gets 504.")] = 120.0,
+    languagetool_task: Annotated[str, typer.Option(help="Task a LanguageTool check (/v2/check) runs, or all.")]
+    = "grammaticality",
 ):
-    """Serve a model over HTTP: OpenAI-compatible API, /v1/edit and a web page at /."""
+    """Serve a model over HTTP: OpenAI-compatible API, /v1/edit, LanguageTool's /v2/check and a web page at /."""
     from writetune.serve import ServeSettings, load_engine, run_server
 
     with user_errors():
         settings = ServeSettings(model=model, host=host, port=port, api_key=api_key, model_name=model_name,
                                  dtype=dtype, device=device, threads=threads, max_input_chars=max_input_chars,
                                  max_new_tokens=max_new_tokens, max_batch_size=max_batch_size,
-                                 batch_window_ms=batch_window_ms, max_queue=max_queue, request_timeout_s=timeout)
+                                 batch_window_ms=batch_window_ms, max_queue=max_queue, request_timeout_s=timeout,
+                                 languagetool_task=languagetool_task)
         engine = load_engine(settings)
     err_console.print(f"serving {engine.model_id} at http://{host}:{port}/ (API under /v1)", highlight=False)
     run_server(settings, engine)

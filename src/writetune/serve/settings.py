@@ -29,6 +29,21 @@ class ServeSettings(BaseModel):
     max_queue: int = Field(64, ge=1, description="jobs waiting for the generator: 503 with Retry-After beyond")
     request_timeout_s: float = Field(120.0, gt=0, description="a request still unanswered after this gets 504")
     errant_types: bool = Field(True, description="type grammar edits with ERRANT (spaCy model, loaded offline)")
+    languagetool_task: str = Field("grammaticality", description="the task a LanguageTool check (/v2/check) runs: "
+                                   "a writing task's name or alias, or all")
+
+    @field_validator("languagetool_task")
+    @classmethod
+    def _writing_task(cls, value: str) -> str:
+        from writetune.tasks import get_task
+
+        name = value.strip().lower()
+        if name == "all":
+            return name
+        task = get_task(name)  # UnknownTaskError (a ValueError) names the tasks there are
+        if not task.writing:
+            raise ValueError(f"task '{task.name}' is not a writing task; a LanguageTool check edits text")
+        return task.name
 
     @field_validator("api_key")
     @classmethod
