@@ -4,6 +4,7 @@ annotated markup, rule filters, picky level, the server's task option, the API k
 live server."""
 
 import json
+import random
 import shutil
 import subprocess
 
@@ -11,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from writetune.serve import BackgroundServer, Engine, ServeSettings, create_app
-from writetune.serve.edits import apply_edits
-from writetune.serve.languagetool import rule_for, utf16_positions
+from writetune.serve.edits import apply_edits, text_edits
+from writetune.serve.languagetool import _match_spans, rule_for, utf16_positions
 from writetune.tasks import get_task
 
 CORRECTIONS = {
@@ -104,6 +105,19 @@ def test_rules_come_from_errant_types(client):
     article = next(m for m in matches if m["rule"]["id"] == "WRITETUNE_M_DET")  # an insertion, widened to a word
     assert java_slice(TEXT, article["offset"], article["length"]) == "apple"
     assert article["replacements"] == [{"value": "an apple"}]
+
+
+def test_match_spans_reproduce_any_output_without_empty_matches():
+    rng = random.Random(1)
+    words = ["the", "a", "cat", "cats", "an", "apple", ",", ".", "Café", "😀", "\n", "x-y", "!"]
+    for _ in range(400):
+        source = " ".join(rng.choice(words) for _ in range(rng.randint(1, 10)))
+        target = " ".join(rng.choice(words) for _ in range(rng.randint(0, 10)))
+        spans = _match_spans(source, [e.to_dict() for e in text_edits(source, target)])
+        assert all(a.end <= b.start for a, b in zip(spans, spans[1:]))
+        assert apply_edits(source, [{"start": s.start, "end": s.end, "original": source[s.start:s.end],
+                                     "replacement": s.replacement, "type": s.type} for s in spans]) == target
+        assert all(s.start < s.end for s in spans if source.strip())
 
 
 def test_rule_mapping_without_errant_types():

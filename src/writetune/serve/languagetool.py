@@ -131,29 +131,64 @@ def checked_text(text: str | None, data: str | None) -> CheckedText:
     return CheckedText("".join(plain), origin, "".join(sent))
 
 
-def _widen_insertion(text: str, start: int, replacement: str) -> tuple[int, int, str]:
-    """An insertion at `start` as a replacement of the word after it (or, at the end, the word before it)."""
-    after = _WORD.search(text, start)
-    if after and not text[start:after.start()].strip() and after.start() - start <= 1:
-        return start, after.end(), replacement + text[start:after.end()]
-    before = [m for m in _WORD.finditer(text, 0, start) if not text[m.end():start].strip()]
-    if before:
-        return before[-1].start(), start, text[before[-1].start():start] + replacement
-    return start, start, replacement
+@dataclass(frozen=True)
+class _Span:
+    """What one match replaces: `plain[start:end]` by `replacement`; `type` is the edit type its rule comes from."""
+
+    start: int
+    end: int
+    replacement: str
+    type: str
+
+
+def _widen(text: str, at: int, replacement: str, lo: int, hi: int) -> tuple[int, int, str]:
+    """An insertion at `at` as a replacement of the word right after it (else the word right before it), staying
+    within [lo, hi) so that it overlaps no other edit; unchanged when there is no such word."""
+    after = _WORD.match(text, at + 1 if text[at:at + 1].isspace() else at)
+    if after and after.end() <= hi and not text[at:after.start()].strip():
+        return at, after.end(), replacement + text[at:after.end()]
+    before = None
+    for before in _WORD.finditer(text, lo, at):
+        pass
+    if before is not None and before.end() >= at - 1 and not text[before.end():at].strip():
+        return before.start(), at, text[before.start():at] + replacement
+    return at, at, replacement
+
+
+def _match_spans(text: str, edits: list[dict]) -> list[_Span]:
+    """The edits (ordered, non-overlapping) as match spans of length above 0 where possible: an insertion that
+    touches another edit joins it, any other insertion takes in the word beside it. The spans stay ordered and
+    non-overlapping, so applying every match's replacement gives the edited text."""
+    spans: list[_Span] = []
+    carried = ""  # an insertion waiting to join the edit that starts where it is
+    for k, edit in enumerate(edits):
+        start, end, replacement = edit["start"], edit["end"], carried + edit["replacement"]
+        carried = ""
+        if start == end:
+            following = edits[k + 1] if k + 1 < len(edits) else None
+            if following is not None and following["start"] == start:
+                carried = replacement
+                continue
+            if spans and spans[-1].end == start:
+                last = spans.pop()
+                spans.append(_Span(last.start, last.end, last.replacement + replacement, last.type))
+                continue
+            lo = spans[-1].end if spans else 0
+            start, end, replacement = _widen(text, start, replacement, lo,
+                                             following["start"] if following else len(text))
+        spans.append(_Span(start, end, replacement, edit["type"]))
+    return spans
 
 
 def _quote(text: str) -> str:
     return f"“{text}”"
 
 
-def _match(checked: CheckedText, edit: dict, task: str, sentences: list[tuple[int, int]],
+def _match(checked: CheckedText, span: _Span, task: str, sentences: list[tuple[int, int]],
            positions: list[int]) -> dict:
-    plain = checked.plain
-    start, end, replacement = edit["start"], edit["end"], edit["replacement"]
-    if start == end:
-        start, end, replacement = _widen_insertion(plain, start, replacement)
+    plain, start, end, replacement = checked.plain, span.start, span.end, span.replacement
     original = plain[start:end]
-    rule = rule_for(edit["type"], task)
+    rule = rule_for(span.type, task)
     if not replacement.strip():
         message = f"{rule['description']}: remove {_quote(original)}?"
     else:
@@ -256,7 +291,8 @@ async def check(request: Request):
         sentences = split_sentences(checked.plain)
         positions = utf16_positions(checked.sent)
         made_by = ALL_TASKS[-1] if answer["task"] == "all" else answer["task"]  # who made the untyped edits
-        matches = [_match(checked, edit, made_by, sentences, positions) for edit in answer["edits"]]
+        matches = [_match(checked, span, made_by, sentences, positions)
+                   for span in _match_spans(checked.plain, answer["edits"])]
         matches = [m for m in matches if _wanted(m, fields)]
     return {
         "software": {"name": "writetune", "version": __version__, "buildDate": None, "apiVersion": 1,
