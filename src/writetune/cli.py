@@ -77,29 +77,88 @@ def info(
     console.print(table)
 
 
+def _edit_inputs(items: list[str]) -> list[tuple[str | None, str]]:
+    """(path, text) for each input: `-` is standard input, an existing file is read, anything else is the text
+    itself; a word that looks like a file name (`notes.md`, `docs/x`) but names no file is an error."""
+    import re
+
+    inputs = []
+    for item in items:
+        if item == "-":
+            inputs.append((None, sys.stdin.read()))
+        elif os.path.isfile(item):
+            with open(item, encoding="utf-8", newline="") as fh:
+                inputs.append((item, fh.read()))
+        elif not re.search(r"\s", item) and ("/" in item or re.search(r"\.[A-Za-z]\w{0,4}$", item)):
+            raise FileNotFoundError(f"{item}: no such file (to edit it as text, give a sentence)")
+        else:
+            inputs.append((None, item))
+    return inputs
+
+
 @app.command()
 def edit(
-    text: Annotated[str, typer.Argument(help="The text to edit.")],
-    task: Annotated[str, typer.Option("--task", "-t", help="Task name or alias, e.g. grammar, simplify.")] = "grammar",
+    texts: Annotated[list[str], typer.Argument(help="Text to edit, '-' for standard input, or files.",
+                                               show_default=False)],
+    task: Annotated[str, typer.Option("--task", "-t", help="Task name or alias (grammar, simplify, ...) or all.")]
+    = "grammar",
     model: ModelOption = "smollm2-135m",
-    instruction: Annotated[str | None, typer.Option(help="Use this instruction instead of the task's.")] = None,
+    diff: Annotated[bool, typer.Option("--diff", help="Print a unified diff (as diff -u) instead of the text.")]
+    = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print /v1/edit's JSON (one object a line per input).")]
+    = False,
+    in_place: Annotated[bool, typer.Option("--in-place", "-i", help="Rewrite the files (atomically), keeping a "
+                                           "backup.")] = False,
+    backup_suffix: Annotated[str, typer.Option(help="Backup name for --in-place: the file's name + this.")] = ".bak",
+    markdown: Annotated[bool, typer.Option(help="Edit only the prose of Markdown: code, URLs, front matter and "
+                                           "tables pass through.")] = True,
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
-    max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest answer per sentence, in tokens.")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sentences decoded together.")] = 8,
 ):
-    """Edit one text with a model and print the result."""
-    from writetune.generate import DecodingConfig, Request, TransformersGenerator
-    from writetune.models import load_model
+    """Edit text, standard input or files with a model; print the text, a diff, or JSON, or rewrite the files."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from writetune.document_edit import DocumentEditor, unified_diff, write_in_place
+    from writetune.serve.engine import Engine
     from writetune.tasks import get_task
 
     with user_errors():
-        chosen = instruction or get_task(task).instruction
-        if not text.strip():
-            raise ValueError("the text to edit is empty")
-        loaded = load_model(model, dtype=dtype, merge_adapter=True)
-        output = TransformersGenerator(loaded).generate(
-            [Request(chosen, text)], DecodingConfig(max_new_tokens=max_new_tokens, batch_size=1)
-        )[0]
-    console.print(output, highlight=False, markup=False, soft_wrap=True)
+        if sum((diff, as_json, in_place)) > 1:
+            raise ValueError("--diff, --json and --in-place do not go together; choose one")
+        chosen = "all" if task.strip().lower() == "all" else get_task(task).name
+        inputs = _edit_inputs(texts)
+        if in_place and any(path is None for path, _ in inputs):
+            raise ValueError("--in-place rewrites files; give file names, not text or '-'")
+        for path, text in inputs:
+            if not text.strip():
+                raise ValueError(f"{path or 'the text to edit'} is empty")
+        engine = Engine.load(model, dtype=dtype, device="auto")
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=err_console, transient=True)
+        with DocumentEditor(engine, task=chosen, max_new_tokens=max_new_tokens, max_batch_size=batch_size,
+                            concurrency=batch_size) as editor, progress:
+            for path, text in inputs:
+                bar = progress.add_task(f"editing {path or 'text'}", total=None)
+                result = editor.edit(text, markdown=markdown,
+                                     on_progress=lambda done, total, bar=bar: progress.update(bar, completed=done,
+                                                                                              total=total))
+                progress.remove_task(bar)
+                if in_place:
+                    if result["output"] == text:
+                        err_console.print(f"{path}: unchanged", highlight=False)
+                        continue
+                    backup = write_in_place(path, result["output"], backup_suffix)
+                    err_console.print(f"{path}: {len(result['edits'])} edits (backup in {backup})", highlight=False)
+                elif diff:
+                    label = path or "-"
+                    sys.stdout.write(unified_diff(text, result["output"], label,
+                                                  os.path.getmtime(path) if path else None))
+                elif as_json:
+                    print(json.dumps({**result, **({"path": path} if path else {})}, ensure_ascii=False))
+                else:
+                    sys.stdout.write(result["output"] if path else result["output"] + "\n")
+                    sys.stdout.flush()
 
 
 @app.command()
