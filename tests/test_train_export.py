@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -96,20 +98,54 @@ def test_gguf_loads_back_through_writetune_models(trained_run, tmp_path, monkeyp
         torch.testing.assert_close(loaded.model(prompt).logits, adapter.model(prompt).logits, rtol=1e-4, atol=1e-4)
 
 
-def test_gguf_with_llama_cpp_when_installed(trained_run, tmp_path):
-    llama_cpp = pytest.importorskip("llama_cpp")
+def _render_modelfile_template(modelfile: str, message: str) -> str:
+    """What Ollama sends the model for one user message: the Modelfile's TEMPLATE with its SYSTEM filled in (the
+    two Go template constructs the export writes: `{{ if .System }}...{{ end }}` and the `.System`/`.Prompt` fields)."""
+    template = re.search(r'^TEMPLATE """(.*?)"""$', modelfile, re.S | re.M).group(1)
+    system = re.search(r'^SYSTEM """(.*?)"""$', modelfile, re.S | re.M)
+    system = system.group(1) if system else ""
+    template = re.sub(r"\{\{ if \.System \}\}(.*?)\{\{ end \}\}", lambda m: m.group(1) if system else "", template,
+                      flags=re.S)
+    return template.replace("{{ .System }}", system).replace("{{ .Prompt }}", message)
+
+
+def test_gguf_export_writes_an_ollama_modelfile(trained_run, tmp_path):
+    path = export_gguf(str(trained_run), tmp_path / "model.gguf", dtype="f16")
+    modelfile = (tmp_path / "Modelfile").read_text()
+    fmt = load_model(str(trained_run)).prompt_format
+    assert modelfile.splitlines()[0] == "FROM ./model.gguf" and path.name == "model.gguf"
+    for instruction, text in TEXTS:
+        assert _render_modelfile_template(modelfile, fmt.message(instruction, text)) == \
+            fmt.render_prompt(instruction, text)
+    stops = re.findall(r"^PARAMETER stop (.*)$", modelfile, re.M)
+    assert json.loads(stops[0]) == fmt.end_of_turn
+    assert "PARAMETER temperature 0" in modelfile and "PARAMETER repeat_penalty 1" in modelfile
+    path.unlink()
+    with pytest.raises(ExportError, match="Modelfile: exists"):
+        export_gguf(str(trained_run), tmp_path / "model.gguf")
+
+
+def test_gguf_greedy_answer_in_llama_cpp_equals_transformers(trained_run, tmp_path):
+    """The exported GGUF loaded by llama.cpp (llama-cpp-python): the prompt the Modelfile's template renders
+    tokenises to the same ids as in transformers, and llama.cpp's greedy answer is the transformers model's."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the gguf-runtime "
+                                    "extra; it builds llama.cpp from source)")
     path = export_gguf(str(trained_run), tmp_path / "model.gguf", dtype="f32")
     adapter = load_model(str(trained_run))
-    prompt = _prompts(adapter)[0]
-    _, want = _logits_and_greedy(adapter.model, [prompt])
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, verbose=False, logits_all=False)
-    ids = prompt[0].tolist()
-    out = []
-    for token in llm.generate(ids, top_k=1, temp=0.0):
-        out.append(token)
-        if len(out) == 8:
-            break
-    assert ids + out == want[0][0][: len(ids) + len(out)]
+    modelfile = (tmp_path / "Modelfile").read_text()
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_threads=1, verbose=False)
+    for instruction, text in TEXTS:
+        rendered = _render_modelfile_template(modelfile, adapter.prompt_format.message(instruction, text))
+        ids = token_ids(adapter.tokenizer, rendered)
+        assert llm.tokenize(rendered.encode(), add_bos=False, special=True) == ids
+        _, want = _logits_and_greedy(adapter.model, [torch.tensor([ids])])
+        got = []
+        for token in llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
+            got.append(token)
+            if len(got) == 8 or token == llm.token_eos():
+                break
+        assert ids + got == want[0][0][:len(ids) + len(got)]
+        assert len(got) == 8 or got[-1] == llm.token_eos()
 
 
 def test_gguf_export_refuses_what_it_cannot_write(trained_run, tmp_path):

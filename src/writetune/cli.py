@@ -291,7 +291,8 @@ def export(
     dtype: Annotated[str | None, typer.Option(help="merged: float32|bfloat16|float16; gguf: f32|f16|bf16.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
 ):
-    """Merge a LoRA adapter into its base and save it (safetensors + tokenizer + prompt format), or write GGUF."""
+    """Merge a LoRA adapter into its base and save it (safetensors + tokenizer + prompt format), or write GGUF and an
+    Ollama Modelfile beside it."""
     from writetune.train.export import export_gguf, export_merged
 
     with user_errors():
@@ -302,6 +303,9 @@ def export(
         else:
             raise ValueError(f"unknown export format '{to}' (expected merged or gguf)")
     console.print(f"wrote {path}", highlight=False)
+    if to == "gguf":
+        console.print(f"wrote {path.with_name('Modelfile')} (for Ollama: ollama create NAME -f "
+                      f"{path.with_name('Modelfile')})", highlight=False)
 
 
 @app.command()
