@@ -261,7 +261,7 @@ def _language(code: str | None) -> dict:
     code = (code or "auto").strip()
     if code == "auto":
         code = "en-US"
-    for name, short, long in LANGUAGES:
+    for name, _, long in LANGUAGES:
         if code.lower() == long.lower():
             return {"name": name, "code": long}
     listed = ", ".join(long for _, _, long in LANGUAGES)
