@@ -125,27 +125,44 @@ def test_gguf_export_writes_an_ollama_modelfile(trained_run, tmp_path):
         export_gguf(str(trained_run), tmp_path / "model.gguf")
 
 
-def test_gguf_greedy_answer_in_llama_cpp_equals_transformers(trained_run, tmp_path):
-    """The exported GGUF loaded by llama.cpp (llama-cpp-python): the prompt the Modelfile's template renders
-    tokenises to the same ids as in transformers, and llama.cpp's greedy answer is the transformers model's."""
-    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the gguf-runtime "
-                                    "extra; it builds llama.cpp from source)")
-    path = export_gguf(str(trained_run), tmp_path / "model.gguf", dtype="f32")
-    adapter = load_model(str(trained_run))
-    modelfile = (tmp_path / "Modelfile").read_text()
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_threads=1, verbose=False)
+def _llama_cpp():
+    return pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the gguf-runtime extra; it "
+                               "builds llama.cpp from source)")
+
+
+def _assert_llama_cpp_answers_like_transformers(llama_cpp, path: Path, loaded, new_tokens: int) -> None:
+    """llama.cpp reads the GGUF at `path`: the prompt the Modelfile beside it renders tokenises to the ids
+    transformers gives, and llama.cpp's greedy answer is `loaded.model`'s, token for token."""
+    modelfile = (path.parent / "Modelfile").read_text()
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=512, n_threads=1, verbose=False)
     for instruction, text in TEXTS:
-        rendered = _render_modelfile_template(modelfile, adapter.prompt_format.message(instruction, text))
-        ids = token_ids(adapter.tokenizer, rendered)
+        rendered = _render_modelfile_template(modelfile, loaded.prompt_format.message(instruction, text))
+        ids = token_ids(loaded.tokenizer, rendered)
         assert llm.tokenize(rendered.encode(), add_bos=False, special=True) == ids
-        _, want = _logits_and_greedy(adapter.model, [torch.tensor([ids])])
+        with torch.no_grad():
+            want = loaded.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                         max_new_tokens=new_tokens, do_sample=False)[0].tolist()[len(ids):]
         got = []
         for token in llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
             got.append(token)
-            if len(got) == 8 or token == llm.token_eos():
+            if len(got) == new_tokens or token == llm.token_eos():
                 break
-        assert ids + got == want[0][0][:len(ids) + len(got)]
-        assert len(got) == 8 or got[-1] == llm.token_eos()
+        assert got == want, (llm.detokenize(got), llm.detokenize(want))
+    llm.close()
+
+
+def test_gguf_greedy_answer_in_llama_cpp_equals_transformers(trained_run, tmp_path):
+    llama_cpp = _llama_cpp()
+    path = export_gguf(str(trained_run), tmp_path / "model.gguf", dtype="f32")
+    _assert_llama_cpp_answers_like_transformers(llama_cpp, path, load_model(str(trained_run)), new_tokens=8)
+
+
+@pytest.mark.embedded
+def test_embedded_model_exported_to_gguf_answers_the_same_in_llama_cpp(tmp_path):
+    """The same on the embedded SmolLM2-135M (its own pre-tokenizer, 30 layers): a real model's greedy answer."""
+    llama_cpp = _llama_cpp()
+    path = export_gguf("smollm2-135m", tmp_path / "smollm2.gguf", dtype="f32")
+    _assert_llama_cpp_answers_like_transformers(llama_cpp, path, load_model("smollm2-135m"), new_tokens=24)
 
 
 def test_gguf_export_refuses_what_it_cannot_write(trained_run, tmp_path):
