@@ -121,8 +121,11 @@ def test_edit_command_on_a_string_and_standard_input(tiny_model_dir):
     assert direct.exit_code == 0, direct.output
     answer = json.loads(direct.stdout)
     assert set(answer) == {"object", "model", "task", "output", "edits", "edit_types", "sentences", "stages"}
-    piped = runner.invoke(app, ["edit", "-", *common], input="She go to school.")
-    assert piped.exit_code == 0 and piped.stdout == answer["output"] + "\n"
+    assert direct.stdout.count("\n") == 1
+    piped = runner.invoke(app, ["edit", "-", *common], input="She go to school.\n")
+    assert piped.exit_code == 0 and piped.stdout == answer["output"] + "\n"  # the line break passes through
+    shown = runner.invoke(app, ["edit", "Some text.", *common])
+    assert shown.exit_code == 0 and shown.stdout.endswith("\n")
 
 
 @pytest.mark.parametrize("args, message", [

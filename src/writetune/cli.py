@@ -78,14 +78,15 @@ def info(
 
 
 def _edit_inputs(items: list[str]) -> list[tuple[str | None, str]]:
-    """(path, text) for each input: `-` is standard input, an existing file is read, anything else is the text
-    itself; a word that looks like a file name (`notes.md`, `docs/x`) but names no file is an error."""
+    """(source, text) for each input: `-` is standard input (source `-`), an existing file is read (source: its
+    path), anything else is the text itself (source None); a word that looks like a file name (`notes.md`,
+    `docs/x`) but names no file is an error."""
     import re
 
     inputs = []
     for item in items:
         if item == "-":
-            inputs.append((None, sys.stdin.read()))
+            inputs.append(("-", sys.stdin.read()))
         elif os.path.isfile(item):
             with open(item, encoding="utf-8", newline="") as fh:
                 inputs.append((item, fh.read()))
@@ -128,7 +129,7 @@ def edit(
             raise ValueError("--diff, --json and --in-place do not go together; choose one")
         chosen = "all" if task.strip().lower() == "all" else get_task(task).name
         inputs = _edit_inputs(texts)
-        if in_place and any(path is None for path, _ in inputs):
+        if in_place and any(path in (None, "-") for path, _ in inputs):
             raise ValueError("--in-place rewrites files; give file names, not text or '-'")
         for path, text in inputs:
             if not text.strip():
@@ -151,12 +152,12 @@ def edit(
                     backup = write_in_place(path, result["output"], backup_suffix)
                     err_console.print(f"{path}: {len(result['edits'])} edits (backup in {backup})", highlight=False)
                 elif diff:
-                    label = path or "-"
-                    sys.stdout.write(unified_diff(text, result["output"], label,
-                                                  os.path.getmtime(path) if path else None))
+                    sys.stdout.write(unified_diff(text, result["output"], path or "-",
+                                                  os.path.getmtime(path) if path not in (None, "-") else None))
                 elif as_json:
-                    print(json.dumps({**result, **({"path": path} if path else {})}, ensure_ascii=False))
-                else:
+                    print(json.dumps({**result, **({"path": path} if path not in (None, "-") else {})},
+                                     ensure_ascii=False))
+                else:  # a file or standard input as it was, line breaks included; text given as an argument + \n
                     sys.stdout.write(result["output"] if path else result["output"] + "\n")
                     sys.stdout.flush()
 
