@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -96,20 +98,71 @@ def test_gguf_loads_back_through_writetune_models(trained_run, tmp_path, monkeyp
         torch.testing.assert_close(loaded.model(prompt).logits, adapter.model(prompt).logits, rtol=1e-4, atol=1e-4)
 
 
-def test_gguf_with_llama_cpp_when_installed(trained_run, tmp_path):
-    llama_cpp = pytest.importorskip("llama_cpp")
+def _render_modelfile_template(modelfile: str, message: str) -> str:
+    """What Ollama sends the model for one user message: the Modelfile's TEMPLATE with its SYSTEM filled in (the
+    two Go template constructs the export writes: `{{ if .System }}...{{ end }}` and the `.System`/`.Prompt` fields)."""
+    template = re.search(r'^TEMPLATE """(.*?)"""$', modelfile, re.S | re.M).group(1)
+    system = re.search(r'^SYSTEM """(.*?)"""$', modelfile, re.S | re.M)
+    system = system.group(1) if system else ""
+    template = re.sub(r"\{\{ if \.System \}\}(.*?)\{\{ end \}\}", lambda m: m.group(1) if system else "", template,
+                      flags=re.S)
+    return template.replace("{{ .System }}", system).replace("{{ .Prompt }}", message)
+
+
+def test_gguf_export_writes_an_ollama_modelfile(trained_run, tmp_path):
+    path = export_gguf(str(trained_run), tmp_path / "model.gguf", dtype="f16")
+    modelfile = (tmp_path / "Modelfile").read_text()
+    fmt = load_model(str(trained_run)).prompt_format
+    assert modelfile.splitlines()[0] == "FROM ./model.gguf" and path.name == "model.gguf"
+    for instruction, text in TEXTS:
+        assert _render_modelfile_template(modelfile, fmt.message(instruction, text)) == \
+            fmt.render_prompt(instruction, text)
+    stops = re.findall(r"^PARAMETER stop (.*)$", modelfile, re.M)
+    assert json.loads(stops[0]) == fmt.end_of_turn
+    assert "PARAMETER temperature 0" in modelfile and "PARAMETER repeat_penalty 1" in modelfile
+    path.unlink()
+    with pytest.raises(ExportError, match="Modelfile: exists"):
+        export_gguf(str(trained_run), tmp_path / "model.gguf")
+
+
+def _llama_cpp():
+    return pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the gguf-runtime extra; it "
+                               "builds llama.cpp from source)")
+
+
+def _assert_llama_cpp_answers_like_transformers(llama_cpp, path: Path, loaded, new_tokens: int) -> None:
+    """llama.cpp reads the GGUF at `path`: the prompt the Modelfile beside it renders tokenises to the ids
+    transformers gives, and llama.cpp's greedy answer is `loaded.model`'s, token for token."""
+    modelfile = (path.parent / "Modelfile").read_text()
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=512, n_threads=1, verbose=False)
+    for instruction, text in TEXTS:
+        rendered = _render_modelfile_template(modelfile, loaded.prompt_format.message(instruction, text))
+        ids = token_ids(loaded.tokenizer, rendered)
+        assert llm.tokenize(rendered.encode(), add_bos=False, special=True) == ids
+        with torch.no_grad():
+            want = loaded.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                         max_new_tokens=new_tokens, do_sample=False)[0].tolist()[len(ids):]
+        got = []
+        for token in llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
+            got.append(token)
+            if len(got) == new_tokens or token == llm.token_eos():
+                break
+        assert got == want, (llm.detokenize(got), llm.detokenize(want))
+    llm.close()
+
+
+def test_gguf_greedy_answer_in_llama_cpp_equals_transformers(trained_run, tmp_path):
+    llama_cpp = _llama_cpp()
     path = export_gguf(str(trained_run), tmp_path / "model.gguf", dtype="f32")
-    adapter = load_model(str(trained_run))
-    prompt = _prompts(adapter)[0]
-    _, want = _logits_and_greedy(adapter.model, [prompt])
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, verbose=False, logits_all=False)
-    ids = prompt[0].tolist()
-    out = []
-    for token in llm.generate(ids, top_k=1, temp=0.0):
-        out.append(token)
-        if len(out) == 8:
-            break
-    assert ids + out == want[0][0][: len(ids) + len(out)]
+    _assert_llama_cpp_answers_like_transformers(llama_cpp, path, load_model(str(trained_run)), new_tokens=8)
+
+
+@pytest.mark.embedded
+def test_embedded_model_exported_to_gguf_answers_the_same_in_llama_cpp(tmp_path):
+    """The same on the embedded SmolLM2-135M (its own pre-tokenizer, 30 layers): a real model's greedy answer."""
+    llama_cpp = _llama_cpp()
+    path = export_gguf("smollm2-135m", tmp_path / "smollm2.gguf", dtype="f32")
+    _assert_llama_cpp_answers_like_transformers(llama_cpp, path, load_model("smollm2-135m"), new_tokens=24)
 
 
 def test_gguf_export_refuses_what_it_cannot_write(trained_run, tmp_path):

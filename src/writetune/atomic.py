@@ -24,13 +24,14 @@ def umask_mode(mode: int) -> int:
     return mode & ~mask
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` (UTF-8) to `path` atomically, creating its directory; returns the path."""
+def write_text_atomic(path: str | os.PathLike, text: str, mode: int | None = None) -> Path:
+    """Write `text` (UTF-8) to `path` atomically, creating its directory; returns the path. `mode` sets the
+    file's permissions (else those of a new temporary file, 0o600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, umask_mode(0o666))  # mkstemp makes 0600 whatever the umask
+        os.fchmod(fd, umask_mode(0o666) if mode is None else mode)  # mkstemp makes 0600 whatever the umask
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)

@@ -77,29 +77,89 @@ def info(
     console.print(table)
 
 
+def _edit_inputs(items: list[str]) -> list[tuple[str | None, str]]:
+    """(source, text) for each input: `-` is standard input (source `-`), an existing file is read (source: its
+    path), anything else is the text itself (source None); a word that looks like a file name (`notes.md`,
+    `docs/x`) but names no file is an error."""
+    import re
+
+    inputs = []
+    for item in items:
+        if item == "-":
+            inputs.append(("-", sys.stdin.read()))
+        elif os.path.isfile(item):
+            with open(item, encoding="utf-8", newline="") as fh:
+                inputs.append((item, fh.read()))
+        elif not re.search(r"\s", item) and ("/" in item or re.search(r"\.[A-Za-z]\w{0,4}$", item)):
+            raise FileNotFoundError(f"{item}: no such file (to edit it as text, give a sentence)")
+        else:
+            inputs.append((None, item))
+    return inputs
+
+
 @app.command()
 def edit(
-    text: Annotated[str, typer.Argument(help="The text to edit.")],
-    task: Annotated[str, typer.Option("--task", "-t", help="Task name or alias, e.g. grammar, simplify.")] = "grammar",
+    texts: Annotated[list[str], typer.Argument(help="Text to edit, '-' for standard input, or files.",
+                                               show_default=False)],
+    task: Annotated[str, typer.Option("--task", "-t", help="Task name or alias (grammar, simplify, ...) or all.")]
+    = "grammar",
     model: ModelOption = "smollm2-135m",
-    instruction: Annotated[str | None, typer.Option(help="Use this instruction instead of the task's.")] = None,
+    diff: Annotated[bool, typer.Option("--diff", help="Print a unified diff (as diff -u) instead of the text.")]
+    = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print /v1/edit's JSON (one object a line per input).")]
+    = False,
+    in_place: Annotated[bool, typer.Option("--in-place", "-i", help="Rewrite the files (atomically), keeping a "
+                                           "backup.")] = False,
+    backup_suffix: Annotated[str, typer.Option(help="Backup name for --in-place: the file's name + this.")] = ".bak",
+    markdown: Annotated[bool, typer.Option(help="Edit only the prose of Markdown: code, URLs, front matter and "
+                                           "tables pass through.")] = True,
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
-    max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest answer per sentence, in tokens.")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sentences decoded together.")] = 8,
 ):
-    """Edit one text with a model and print the result."""
-    from writetune.generate import DecodingConfig, Request, TransformersGenerator
-    from writetune.models import load_model
+    """Edit text, standard input or files with a model; print the text, a diff, or JSON, or rewrite the files."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from writetune.document_edit import DocumentEditor, unified_diff, write_in_place
+    from writetune.serve.engine import Engine
     from writetune.tasks import get_task
 
     with user_errors():
-        chosen = instruction or get_task(task).instruction
-        if not text.strip():
-            raise ValueError("the text to edit is empty")
-        loaded = load_model(model, dtype=dtype, merge_adapter=True)
-        output = TransformersGenerator(loaded).generate(
-            [Request(chosen, text)], DecodingConfig(max_new_tokens=max_new_tokens, batch_size=1)
-        )[0]
-    console.print(output, highlight=False, markup=False, soft_wrap=True)
+        if sum((diff, as_json, in_place)) > 1:
+            raise ValueError("--diff, --json and --in-place do not go together; choose one")
+        chosen = "all" if task.strip().lower() == "all" else get_task(task).name
+        inputs = _edit_inputs(texts)
+        if in_place and any(path in (None, "-") for path, _ in inputs):
+            raise ValueError("--in-place rewrites files; give file names, not text or '-'")
+        for path, text in inputs:
+            if not text.strip():
+                raise ValueError(f"{path or 'the text to edit'} is empty")
+        engine = Engine.load(model, dtype=dtype, device="auto")
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=err_console, transient=True)
+        with DocumentEditor(engine, task=chosen, max_new_tokens=max_new_tokens, max_batch_size=batch_size,
+                            concurrency=batch_size) as editor, progress:
+            for path, text in inputs:
+                bar = progress.add_task(f"editing {path or 'text'}", total=None)
+                result = editor.edit(text, markdown=markdown,
+                                     on_progress=lambda done, total, bar=bar: progress.update(bar, completed=done,
+                                                                                              total=total))
+                progress.remove_task(bar)
+                if in_place:
+                    if result["output"] == text:
+                        err_console.print(f"{path}: unchanged", highlight=False)
+                        continue
+                    backup = write_in_place(path, result["output"], backup_suffix)
+                    err_console.print(f"{path}: {len(result['edits'])} edits (backup in {backup})", highlight=False)
+                elif diff:
+                    sys.stdout.write(unified_diff(text, result["output"], path or "-",
+                                                  os.path.getmtime(path) if path not in (None, "-") else None))
+                elif as_json:
+                    print(json.dumps({**result, **({"path": path} if path not in (None, "-") else {})},
+                                     ensure_ascii=False))
+                else:  # a file or standard input as it was, line breaks included; text given as an argument + \n
+                    sys.stdout.write(result["output"] if path else result["output"] + "\n")
+                    sys.stdout.flush()
 
 
 @app.command()
@@ -199,8 +259,10 @@ def serve(
     header_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds for a request's headers: else 408.")] = 10.0,
     body_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds for a request's body: else 408.")] = 20.0,
     max_connections: Annotated[int, typer.Option(min=1, help="Open connections: one more gets 503.")] = 256,
+    languagetool_task: Annotated[str, typer.Option(help="Task a LanguageTool check (/v2/check) runs, or all.")]
+    = "grammaticality",
 ):
-    """Serve a model over HTTP: OpenAI-compatible API, /v1/edit and a web page at /."""
+    """Serve a model over HTTP: OpenAI-compatible API, /v1/edit, LanguageTool's /v2/check and a web page at /."""
     from writetune.serve import ServeSettings, load_engine, run_server
 
     with user_errors():
@@ -211,7 +273,7 @@ def serve(
                                  batch_window_ms=batch_window_ms, max_prompts=max_prompts,
                                  max_sentences=max_sentences, max_queue=max_queue, request_timeout_s=timeout,
                                  header_timeout_s=header_timeout, body_timeout_s=body_timeout,
-                                 max_connections=max_connections)
+                                 max_connections=max_connections, languagetool_task=languagetool_task)
         if api_key is not None and os.environ.get("WRITETUNE_API_KEY") != api_key:
             err_console.print("warning: --api-key is visible to every user of this machine (ps); set "
                               "WRITETUNE_API_KEY instead", highlight=False)
@@ -287,7 +349,8 @@ def export(
     dtype: Annotated[str | None, typer.Option(help="merged: float32|bfloat16|float16; gguf: f32|f16|bf16.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
 ):
-    """Merge a LoRA adapter into its base and save it (safetensors + tokenizer + prompt format), or write GGUF."""
+    """Merge a LoRA adapter into its base and save it (safetensors + tokenizer + prompt format), or write GGUF and an
+    Ollama Modelfile beside it."""
     from writetune.train.export import export_gguf, export_merged
 
     with user_errors():
@@ -298,6 +361,9 @@ def export(
         else:
             raise ValueError(f"unknown export format '{to}' (expected merged or gguf)")
     console.print(f"wrote {path}", highlight=False)
+    if to == "gguf":
+        console.print(f"wrote {path.with_name('Modelfile')} (for Ollama: ollama create NAME -f "
+                      f"{path.with_name('Modelfile')})", highlight=False)
 
 
 @app.command()

@@ -41,10 +41,10 @@ from writetune.serve.settings import ServeSettings
 log = logging.getLogger("writetune.serve")
 STATIC = Path(__file__).parent / "static"
 ALL_TASKS = ("grammaticality", "clarity")  # what task "all" runs, in order
-_GENERATING = ("/v1/chat/completions", "/v1/completions", "/v1/edit")
+_GENERATING = ("/v1/chat/completions", "/v1/completions", "/v1/edit", "/v2/check")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # metric labels; any other is "other"
 _ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/tasks", "/v1/chat/completions", "/v1/completions",
-           "/v1/edit")
+           "/v1/edit", "/v2/check", "/v2/languages")
 
 
 class ApiError(Exception):
@@ -649,6 +649,10 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
                 "sentences": len(spans),
                 "stages": [{"task": t, "outputs": list(outs)} for t, outs in stages] if len(stages) > 1 else None}
 
+    from writetune.serve.languagetool import router as languagetool_router
+
+    app.state.edit = edit  # the LanguageTool API's checks run through this same edit service
+    app.include_router(languagetool_router)
     return app
 
 

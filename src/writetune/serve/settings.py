@@ -39,6 +39,21 @@ class ServeSettings(BaseModel):
                                   "headers gets 408")
     max_connections: int = Field(256, ge=1, description="open connections; one beyond gets 503 and is closed")
     errant_types: bool = Field(True, description="type grammar edits with ERRANT (spaCy model, loaded offline)")
+    languagetool_task: str = Field("grammaticality", description="the task a LanguageTool check (/v2/check) runs: "
+                                   "a writing task's name or alias, or all")
+
+    @field_validator("languagetool_task")
+    @classmethod
+    def _writing_task(cls, value: str) -> str:
+        from writetune.tasks import get_task
+
+        name = value.strip().lower()
+        if name == "all":
+            return name
+        task = get_task(name)  # UnknownTaskError (a ValueError) names the tasks there are
+        if not task.writing:
+            raise ValueError(f"task '{task.name}' is not a writing task; a LanguageTool check edits text")
+        return task.name
 
     @field_validator("api_key")
     @classmethod

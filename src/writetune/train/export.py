@@ -6,7 +6,8 @@ the combination of the embedded model. It writes llama.cpp's metadata keys, the 
 merges, the chat template, and the weights under llama.cpp's tensor names, with the query and key projections
 permuted into llama.cpp's rotary layout (transformers' loader undoes exactly that permutation). 1-D tensors
 (norms) stay float32 as llama.cpp requires; matrices are f32, f16 or bf16. The prompt format is also stored under
-the key `writetune.prompt_format`.
+the key `writetune.prompt_format`, and an Ollama `Modelfile` beside the GGUF file (`ollama create NAME -f
+Modelfile`) carries the same format as a TEMPLATE, with its system prompt, stop strings and greedy decoding.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from writetune.atomic import temp_dir_beside, umask_mode
+from writetune.atomic import temp_dir_beside, umask_mode, write_text_atomic
 
 GGUF_DTYPES = ("f32", "f16", "bf16")
 
@@ -153,8 +154,36 @@ def _pre_tokenizer_name(loaded) -> str:
     return "default"
 
 
+def _modelfile_safe(text: str, what: str) -> str:
+    """`text`, refused when it would end a Modelfile's triple quotes or read as Go template syntax."""
+    if '"""' in text or "{{" in text:
+        raise ExportError(f"the prompt format's {what} contains '\"\"\"' or '{{{{', which a Modelfile cannot hold")
+    return text
+
+
+def ollama_modelfile(gguf_name: str, fmt, context_length: int) -> str:
+    """An Ollama Modelfile for a GGUF file in the same directory: the prompt format as a Go TEMPLATE (the system
+    block only when there is a system prompt, as `render_prompt` does), the format's system prompt, its end of turn
+    and stop strings as stops, and greedy decoding without a repeat penalty, as writetune decodes."""
+    template = ""
+    if fmt.system_template:
+        system = _modelfile_safe(fmt.system_template, "system template").format(system="{{ .System }}")
+        template = "{{ if .System }}" + system + "{{ end }}"
+    template += _modelfile_safe(fmt.user_template, "user template").format(message="{{ .Prompt }}")
+    lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{template}"""']
+    if fmt.system:
+        lines.append(f'SYSTEM """{_modelfile_safe(fmt.system, "system prompt")}"""')
+    for stop in dict.fromkeys(s for s in (fmt.end_of_turn, *fmt.stop_strings) if s):
+        lines.append(f"PARAMETER stop {json.dumps(stop)}")
+    lines += ["PARAMETER temperature 0", "PARAMETER top_k 1", "PARAMETER repeat_penalty 1",
+              f"PARAMETER num_ctx {context_length}"]
+    return "\n".join(lines) + "\n"
+
+
 def export_gguf(source: str, out_file: str | os.PathLike, *, dtype: str = "f16", overwrite: bool = False) -> Path:
-    """Write `source` (merged first if an adapter) as a GGUF file of the LLaMA architecture."""
+    """Write `source` (merged first if an adapter) as a GGUF file of the LLaMA architecture, and an Ollama
+    `Modelfile` for it in the same directory."""
+
     import gguf
     import numpy as np
     import torch
@@ -164,8 +193,10 @@ def export_gguf(source: str, out_file: str | os.PathLike, *, dtype: str = "f16",
     target = Path(out_file)
     if target.suffix != ".gguf":
         raise ExportError(f"{target}: a GGUF file name must end in .gguf")
-    if target.exists() and not overwrite:
-        raise ExportError(f"{target}: exists (pass overwrite / --force to replace it)")
+    modelfile = target.with_name("Modelfile")
+    for path in (target, modelfile):
+        if path.exists() and not overwrite:
+            raise ExportError(f"{path}: exists (pass overwrite / --force to replace it)")
     loaded = _load_merged(source)
     model, tokenizer = loaded.model, loaded.tokenizer
     config = model.config
@@ -242,6 +273,8 @@ def export_gguf(source: str, out_file: str | os.PathLike, *, dtype: str = "f16",
         writer.write_tensors_to_file()
         writer.close()
         os.replace(tmp, target)
+        write_text_atomic(modelfile, ollama_modelfile(target.name, loaded.prompt_format,
+                                                      config.max_position_embeddings), mode=0o644)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
