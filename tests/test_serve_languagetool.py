@@ -42,7 +42,7 @@ class CorrectingGenerator:
 def make_client(**settings):
     generator = CorrectingGenerator()
     app = create_app(Engine(generator, model_id="fake"), ServeSettings(model="fake", **settings))
-    return generator, TestClient(app)
+    return generator, TestClient(app, base_url="http://localhost")
 
 
 @pytest.fixture(scope="module")
