@@ -62,7 +62,7 @@ def tiny_engine(tiny_model_dir):
 
 def test_document_editor_edits_prose_only_and_reports_progress(tiny_engine):
     seen = []
-    with DocumentEditor(tiny_engine, max_new_tokens=6, errant_types=False) as editor:
+    with DocumentEditor(tiny_engine, max_new_tokens=6, errant_types=False, rewrite_check=False) as editor:
         result = editor.edit(DOCUMENT, on_progress=lambda done, total: seen.append((done, total)))
         plain = editor.edit("She go to school. He buyed apple.", markdown=False)
     assert seen[0] == (0, 6) and seen[-1] == (6, 6) and len(seen) == 7
@@ -91,7 +91,7 @@ def test_edit_command_diff_json_and_in_place_on_a_markdown_file(tiny_model_dir, 
     path = tmp_path / "README.md"
     path.write_text(DOCUMENT, encoding="utf-8")
     path.chmod(0o644)
-    common = ["--model", str(tiny_model_dir), "--max-new-tokens", "6"]
+    common = ["--model", str(tiny_model_dir), "--max-new-tokens", "6", "--no-rewrite-check"]
     shown = runner.invoke(app, ["edit", "--diff", str(path), *common])
     assert shown.exit_code == 0, shown.output
     assert path.read_text(encoding="utf-8") == DOCUMENT  # --diff changes nothing
@@ -116,7 +116,7 @@ def test_edit_command_diff_json_and_in_place_on_a_markdown_file(tiny_model_dir, 
 
 
 def test_edit_command_on_a_string_and_standard_input(tiny_model_dir):
-    common = ["--model", str(tiny_model_dir), "--max-new-tokens", "6"]
+    common = ["--model", str(tiny_model_dir), "--max-new-tokens", "6", "--no-rewrite-check"]
     direct = runner.invoke(app, ["edit", "She go to school.", "--json", *common])
     assert direct.exit_code == 0, direct.output
     answer = json.loads(direct.stdout)

@@ -23,7 +23,7 @@ def engine(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def client(engine):
-    app = create_app(engine, ServeSettings(model="tiny", max_new_tokens=64))
+    app = create_app(engine, ServeSettings(model="tiny", max_new_tokens=64, rewrite_check=False))
     with TestClient(app, base_url="http://localhost") as c:
         yield c
 

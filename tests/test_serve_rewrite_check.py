@@ -55,3 +55,46 @@ def test_shipped_limits_are_what_the_script_measures(tmp_path):
     build_mix(REPO / "configs" / "mix-paper.yaml", tmp_path / "mix", data_dir=DATA)
     shipped = json.loads(THRESHOLDS_FILE.read_text(encoding="utf-8"))
     assert measure.measure(tmp_path / "mix") == shipped
+
+
+class ChattyGenerator:
+    """Answers the first sentence with chat, corrects the second."""
+
+    tokens_generated = 0
+
+    def generate(self, requests, decoding, on_batch=None):
+        out = []
+        for r in requests:
+            if r.input.startswith("She go"):
+                out.append(f"The sentence should read: {r.input.replace('go', 'went')}")
+            else:
+                out.append(r.input.replace("buyed", "bought"))
+        return out
+
+
+def _client(**settings):
+    from fastapi.testclient import TestClient
+
+    from writetune.serve.app import create_app
+    from writetune.serve.engine import Engine
+    from writetune.serve.settings import ServeSettings
+
+    app = create_app(Engine(ChattyGenerator(), model_id="fake"),
+                     ServeSettings(model="fake", errant_types=False, **settings))
+    return TestClient(app, base_url="http://localhost")
+
+
+def test_the_edit_service_offers_no_chat_and_counts_it():
+    text = "She go to school. He buyed an apple."
+    with _client() as client:
+        result = client.post("/v1/edit", json={"task": "grammar", "text": text}).json()
+        assert result["output"] == "She go to school. He bought an apple."
+        assert [e["replacement"] for e in result["edits"]] == ["bought"]
+        [flagged] = result["no_confident_suggestion"]
+        assert flagged["sentence"] == 0 and "before the sentence" in flagged["reason"] and "answer" not in flagged
+        raw = client.post("/v1/edit", json={"task": "grammar", "text": text, "raw_answers": True}).json()
+        assert raw["no_confident_suggestion"][0]["answer"] == "The sentence should read: She went to school."
+        assert 'writetune_unconfident_total{task="grammaticality"} 2' in client.get("/metrics").text
+    with _client(rewrite_check=False) as client:
+        result = client.post("/v1/edit", json={"task": "grammar", "text": text}).json()
+        assert result["output"].startswith("The sentence should read:") and result["no_confident_suggestion"] == []

@@ -116,6 +116,8 @@ def edit(
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest answer per sentence, in tokens.")] = 256,
     batch_size: Annotated[int, typer.Option(min=1, help="Sentences decoded together.")] = 8,
+    rewrite_check: Annotated[bool, typer.Option(help="Keep a sentence as it is where the answer is not a rewrite "
+                                                "of it (a preamble, an explanation).")] = True,
 ):
     """Edit text, standard input or files with a model; print the text, a diff, or JSON, or rewrite the files."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -138,7 +140,7 @@ def edit(
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=err_console, transient=True)
         with DocumentEditor(engine, task=chosen, max_new_tokens=max_new_tokens, max_batch_size=batch_size,
-                            concurrency=batch_size) as editor, progress:
+                            concurrency=batch_size, rewrite_check=rewrite_check) as editor, progress:
             for path, text in inputs:
                 bar = progress.add_task(f"editing {path or 'text'}", total=None)
                 result = editor.edit(text, markdown=markdown,
@@ -261,6 +263,8 @@ def serve(
     max_connections: Annotated[int, typer.Option(min=1, help="Open connections: one more gets 503.")] = 256,
     languagetool_task: Annotated[str, typer.Option(help="Task a LanguageTool check (/v2/check) runs, or all.")]
     = "grammaticality",
+    rewrite_check: Annotated[bool, typer.Option(help="Offer an answer as edits only where it is a rewrite of its "
+                                                "sentence (no preamble or explanation).")] = True,
 ):
     """Serve a model over HTTP: OpenAI-compatible API, /v1/edit, LanguageTool's /v2/check and a web page at /."""
     from writetune.serve import ServeSettings, load_engine, run_server
@@ -273,7 +277,8 @@ def serve(
                                  batch_window_ms=batch_window_ms, max_prompts=max_prompts,
                                  max_sentences=max_sentences, max_queue=max_queue, request_timeout_s=timeout,
                                  header_timeout_s=header_timeout, body_timeout_s=body_timeout,
-                                 max_connections=max_connections, languagetool_task=languagetool_task)
+                                 max_connections=max_connections, languagetool_task=languagetool_task,
+                                 rewrite_check=rewrite_check)
         if api_key is not None and os.environ.get("WRITETUNE_API_KEY") != api_key:
             err_console.print("warning: --api-key is visible to every user of this machine (ps); set "
                               "WRITETUNE_API_KEY instead", highlight=False)

@@ -35,7 +35,7 @@ class DocumentEditor:
     """Edits documents with one loaded model; use as `with DocumentEditor(engine, ...) as editor:`."""
 
     def __init__(self, engine, *, task: str = "grammaticality", max_new_tokens: int = 256, max_batch_size: int = 8,
-                 concurrency: int = 8, errant_types: bool = True):
+                 concurrency: int = 8, errant_types: bool = True, rewrite_check: bool = True):
         from writetune.serve.app import create_app
         from writetune.serve.settings import ServeSettings
 
@@ -43,7 +43,7 @@ class DocumentEditor:
         # One edit request per segment, however long; nothing here is waiting on a client, so no timeout either.
         settings = ServeSettings(model=engine.model_id, max_new_tokens=max_new_tokens, max_batch_size=max_batch_size,
                                  max_input_chars=10**9, max_queue=10**6, request_timeout_s=10**9,
-                                 errant_types=errant_types)
+                                 errant_types=errant_types, rewrite_check=rewrite_check)
         self.app = create_app(engine, settings)
         self.model_id = engine.model_id
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -34,6 +34,7 @@ from writetune import __version__
 from writetune.generate import DecodingConfig, Request
 from writetune.serve.batcher import Batcher, GenerationError, QueueFull, RequestTimeout
 from writetune.serve.edits import ErrantTyper, apply_edits, split_sentences, text_edits
+from writetune.serve.rewrite_check import check_rewrite
 from writetune.serve.engine import Engine
 from writetune.serve.metrics import CONTENT_TYPE, ServerMetrics
 from writetune.serve.settings import ServeSettings
@@ -99,6 +100,7 @@ class EditBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     task: str = "grammaticality"
     text: str
+    raw_answers: bool = False  # include the model's answers that were not offered as edits
 
 
 # ---- ASGI middleware ---------------------------------------------------------------------------------------------
@@ -627,12 +629,21 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
         sources = [body.text[s:e] for s, e in spans]
         decoding = DecodingConfig(strategy="greedy", max_new_tokens=settings.max_new_tokens)
         deadline = time.monotonic() + settings.request_timeout_s
-        stages, current = [], sources
+        stages, current, unconfident = [], sources, []
         for task in chosen:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RequestTimeout(f"no answer within {settings.request_timeout_s:g} s")
-            current = await server.generate([Request(task.instruction, s) for s in current], decoding, remaining)
+            answers = await server.generate([Request(task.instruction, s) for s in current], decoding, remaining)
+            kept = []
+            for k, (given, answer) in enumerate(zip(current, answers)):
+                verdict = check_rewrite(task.name, given, answer) if settings.rewrite_check else None
+                if verdict is not None and not verdict.confident:  # chat is never offered as edits: the sentence stays as it was
+                    server.metrics.observe_unconfident(task.name)
+                    unconfident.append({"sentence": k, "task": task.name, "reason": verdict.reason,
+                                        **({"answer": answer} if body.raw_answers else {})})
+                kept.append(given if verdict is not None and not verdict.confident else answer)
+            current = kept
             stages.append((task.name, current))
         output, pos = [], 0
         for (s, e), answer in zip(spans, current):
@@ -647,6 +658,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
                 "output": output, "edits": [e.to_dict() for e in edits],
                 "edit_types": "errant" if typed and server.typer.available else "word",
                 "sentences": len(spans),
+                "no_confident_suggestion": unconfident,
                 "stages": [{"task": t, "outputs": list(outs)} for t, outs in stages] if len(stages) > 1 else None}
 
     from writetune.serve.languagetool import router as languagetool_router

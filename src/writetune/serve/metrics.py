@@ -60,6 +60,7 @@ class ServerMetrics:
         self.latency = Histogram(LATENCY_BUCKETS)
         self.batch_sizes = Histogram(BATCH_BUCKETS)
         self.rejected: dict[str, int] = {}
+        self.unconfident: dict[str, int] = {}  # task -> sentences whose answer was not offered as edits
         self.generated_tokens = 0
         self.generation_seconds = 0.0
         self.generated_requests = 0
@@ -89,6 +90,10 @@ class ServerMetrics:
         with self._lock:
             self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
+    def observe_unconfident(self, task: str) -> None:
+        with self._lock:
+            self.unconfident[task] = self.unconfident.get(task, 0) + 1
+
     def tokens_per_second(self) -> float:
         return self.generated_tokens / self.generation_seconds if self.generation_seconds else 0.0
 
@@ -106,6 +111,9 @@ class ServerMetrics:
                 "# HELP writetune_rejected_total Requests refused before generation, by reason.",
                 "# TYPE writetune_rejected_total counter",
                 *(f"writetune_rejected_total{_labels((('reason', r),))} {n}" for r, n in sorted(self.rejected.items())),
+                "# HELP writetune_unconfident_total Sentences whose answer was not a rewrite of them (no suggestion).",
+                "# TYPE writetune_unconfident_total counter",
+                *(f"writetune_unconfident_total{_labels((('task', t),))} {n}" for t, n in sorted(self.unconfident.items())),
                 "# HELP writetune_generated_tokens_total Answer tokens generated.",
                 "# TYPE writetune_generated_tokens_total counter",
                 f"writetune_generated_tokens_total {self.generated_tokens}",

@@ -39,6 +39,8 @@ class ServeSettings(BaseModel):
                                   "headers gets 408")
     max_connections: int = Field(256, ge=1, description="open connections; one beyond gets 503 and is closed")
     errant_types: bool = Field(True, description="type grammar edits with ERRANT (spaCy model, loaded offline)")
+    rewrite_check: bool = Field(True, description="offer an answer as edits only where it is a rewrite of its "
+                                "sentence (writetune.serve.rewrite_check); off: every answer is offered")
     languagetool_task: str = Field("grammaticality", description="the task a LanguageTool check (/v2/check) runs: "
                                    "a writing task's name or alias, or all")
 
