@@ -30,7 +30,6 @@ from writetune.pipeline import EVAL_DIR
 from writetune.report import (
     ALPHA,
     DELTA_PLOT,
-    LOWER_IS_BETTER,
     PLOTS_DIR,
     SCORES_PLOT,
     cell,
@@ -38,6 +37,7 @@ from writetune.report import (
     plot_deltas,
     plot_scores,
     significance_mark,
+    table_header,
 )
 
 PAGE_FILE = "results.md"
@@ -266,15 +266,7 @@ def cost_table(document: dict) -> str:
 def results_table(document: dict) -> str:
     """Systems x (set, metric): score [95% interval] with the significance mark, then the MDD row."""
     cols = columns(document)
-    header = ["System"]
-    previous = None
-    for col in cols:
-        arrow = " ↓" if col["metric"] in LOWER_IS_BETTER else ""
-        head = f"{col['set']}<br>{col['label']}{arrow}"
-        if col["task"] != previous:
-            head, previous = f"**{col['task'].capitalize()}**<br>{head}", col["task"]
-        header.append(head)
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(cols)]
+    lines = table_header(cols)
     baseline = document.get("baseline")
     for system in document["systems"]:
         row = [f"{system} (base)" if system == baseline else system]

@@ -87,9 +87,9 @@ def _best(document: dict, column: dict) -> float | None:
     return min(values) if column["metric"] in LOWER_IS_BETTER else max(values)
 
 
-def markdown_table(document: dict, *, ci: bool = False) -> str:
-    """The paper-shaped table (scores with one decimal); with `ci`, each value with its 95% interval instead."""
-    cols = columns(document)
+def table_header(cols: list[dict]) -> list[str]:
+    """The two header lines of a systems x (set, metric) table: each task named over its first column, an arrow on
+    the metrics where lower is better."""
     header = ["System"]
     previous_task = None
     for col in cols:
@@ -99,7 +99,13 @@ def markdown_table(document: dict, *, ci: bool = False) -> str:
             head = f"**{col['task'].capitalize()}**<br>{head}"
             previous_task = col["task"]
         header.append(head)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * len(cols)]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * len(cols)]
+
+
+def markdown_table(document: dict, *, ci: bool = False) -> str:
+    """The paper-shaped table (scores with one decimal); with `ci`, each value with its 95% interval instead."""
+    cols = columns(document)
+    lines = table_header(cols)
     best = [_best(document, col) for col in cols]
     baseline = document.get("baseline")
     for system in document["systems"]:
