@@ -156,3 +156,14 @@ def test_serve_command_validates_its_settings():
     assert bad.exit_code == 2 and "unknown model spec" in bad.output
     blank = runner.invoke(cli_app, ["serve", "--api-key", " "])
     assert blank.exit_code == 2 and "api_key" in blank.output
+
+
+def test_sampling_is_random_unless_seeded(client):
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "Write anything."}], "temperature": 1.0,
+            "max_tokens": 16}
+    unseeded = {client.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+                for _ in range(3)}
+    assert len(unseeded) > 1
+    seeded = {client.post("/v1/chat/completions", json={**body, "seed": 7}).json()["choices"][0]["message"]["content"]
+              for _ in range(2)}
+    assert len(seeded) == 1

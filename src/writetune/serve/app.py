@@ -15,6 +15,7 @@ import ipaddress
 import json
 import logging
 import re
+import secrets
 import threading
 import time
 import uuid
@@ -381,8 +382,10 @@ class Server:
                                 f"{self.settings.max_queue}", code="request_too_large")
 
     def sampling(self, body: _Sampling, max_tokens: int) -> DecodingConfig:
-        """Greedy unless a temperature above 0 is asked for; the budget is exactly `max_tokens`."""
-        common = dict(max_new_tokens=max_tokens, length_ratio=0.0, length_slack=max_tokens, seed=body.seed or 0)
+        """Greedy unless a temperature above 0 is asked for; the budget is exactly `max_tokens`. Sampling is
+        reproducible with a `seed` and random without one."""
+        seed = body.seed if body.seed is not None else secrets.randbits(62)
+        common = dict(max_new_tokens=max_tokens, length_ratio=0.0, length_slack=max_tokens, seed=seed)
         if not body.temperature:
             return DecodingConfig(strategy="greedy", **common)
         return DecodingConfig(strategy="sample", temperature=body.temperature, top_p=body.top_p or 1.0, **common)
