@@ -90,7 +90,7 @@ def drive_page(url: str, text: str, task: str, screenshot: Path) -> dict:
 
 def test_page_shows_edits_and_accepting_one_applies_it(tiny_model_dir, tmp_path):
     engine = Engine.load(str(tiny_model_dir), device="cpu", model_id="tiny")
-    settings = ServeSettings(model="tiny", max_new_tokens=24)
+    settings = ServeSettings(model="tiny", max_new_tokens=24, rewrite_check=False)
     with BackgroundServer(create_app(engine, settings)) as url:
         data = drive_page(url, "She go to school. The cats is sleeping.", "grammaticality", tmp_path / "page.png")
     assert data["edits"], "the tiny random model rewrites the sentences, so there are edits to show"

@@ -44,11 +44,12 @@ def loopback_only(monkeypatch):
 @pytest.mark.embedded
 def test_language_tool_python_and_curl_correct_like_v1_edit(monkeypatch):
     engine = Engine.load("smollm2-135m", device="cpu")
-    with BackgroundServer(create_app(engine, ServeSettings(max_new_tokens=64, request_timeout_s=600))) as url:
+    with BackgroundServer(create_app(engine, ServeSettings(max_new_tokens=64, request_timeout_s=600,
+                                                           rewrite_check=False))) as url:
         answer = httpx.post(f"{url}/v1/edit", json={"text": TEXT}, timeout=600)
         assert answer.status_code == 200, answer.text
         edited = answer.json()
-        assert edited["output"] != TEXT  # the untuned model rewrites, so there is something to match
+        assert edited["output"] != TEXT  # every answer of the untuned model is offered, so there is something to match
         with loopback_only(monkeypatch), language_tool_python.LanguageTool("en-US", remote_server=url) as tool:
             assert tool.is_remote and tool._server is None
             matches = tool.check(TEXT)  # each of the three sentences is one request of one model batch
