@@ -366,6 +366,12 @@ def _equals_ignore_whitespace_casing(a: str, b: str) -> bool:
     return a.replace(" ", "").lower() == b.replace(" ", "").lower()
 
 
+def unaligned_counts(golds: dict[int, list[GoldEdit]]) -> list[tuple[int, tuple[int, int, int]]]:
+    """The counts of a sentence whose hypothesis MaxMatch cannot align within the lattice bounds (it shares too
+    little with its source): the whole rewrite is one proposed edit, and it is not correct."""
+    return [(annotator, (0, 1, len(golds[annotator]))) for annotator in sorted(golds)]
+
+
 def sentence_counts(
     source: str,
     hypothesis: str,
@@ -508,8 +514,8 @@ class M2Score(Metric):
                     self.ignore_whitespace_casing,
                     self.first_row_insert_at_zero,
                 )
-            except LatticeTooLarge as err:
-                raise SegmentInputError(index, f"M2 cannot score this line: {err}") from None
+            except LatticeTooLarge:
+                counts = unaligned_counts(golds)
             per_sentence.append(counts)
         return self.stats_from_counts(per_sentence)
 
