@@ -384,11 +384,12 @@ class Server:
     def sampling(self, body: _Sampling, max_tokens: int) -> DecodingConfig:
         """Greedy unless a temperature above 0 is asked for; the budget is exactly `max_tokens`. Sampling is
         reproducible with a `seed` and random without one."""
+        common = dict(max_new_tokens=max_tokens, length_ratio=0.0, length_slack=max_tokens)
+        if not body.temperature:  # greedy answers do not depend on a seed, so greedy requests share batches
+            return DecodingConfig(strategy="greedy", seed=0, **common)
         seed = body.seed if body.seed is not None else secrets.randbits(62)
-        common = dict(max_new_tokens=max_tokens, length_ratio=0.0, length_slack=max_tokens, seed=seed)
-        if not body.temperature:
-            return DecodingConfig(strategy="greedy", **common)
-        return DecodingConfig(strategy="sample", temperature=body.temperature, top_p=body.top_p or 1.0, **common)
+        return DecodingConfig(strategy="sample", temperature=body.temperature, top_p=body.top_p or 1.0, seed=seed,
+                              **common)
 
     async def generate(self, requests: list[Request], decoding: DecodingConfig,
                        timeout_s: float | None = None) -> list[str]:
