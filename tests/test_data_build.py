@@ -5,6 +5,7 @@ against the shared data folder."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -466,7 +467,7 @@ def test_fingerprinted_sentences_are_dropped_and_reported(tmp_path, data):
     assert report["dropped"] == 1 and report["by_source"] == {"split": {"fingerprints:bench": 1}}
     assert report["fingerprints"]["fingerprints:bench"] == {
         "status": "present", "file": "prints/bench.sha256", "fingerprints": 2, "matches": 1,
-        "sha256": report["fingerprints"]["fingerprints:bench"]["sha256"],
+        "sha256": hashlib.sha256((data / "prints/bench.sha256").read_bytes()).hexdigest(),
     }
     assert report["fingerprints"]["fingerprints:other"] == {"status": "absent", "missing": "absent/other.sha256"}
     texts = [r["input"] for f in ("train.jsonl", "dev.jsonl") for r in rows(tmp_path / "out" / f)]

@@ -307,12 +307,13 @@ def load_eval_set(evalset: EvalSet | str, data_dir: str | Path) -> list[Example]
     return evalset.carving.select(examples) if evalset.carving else examples
 
 
+def item_keys(example: Example) -> list[str]:
+    """The match keys of an evaluation item's source and references: what training data is compared with."""
+    return [key for key in map(match_key, (example.source, *example.references)) if key]
+
+
 def evaluation_keys(data_dir: str | Path) -> set[str]:
-    """The match keys of every source and reference of every registered set present in `data_dir`: what no
-    training-side statistic may be drawn from."""
-    keys = set()
-    for evalset in all_eval_sets():
-        if evalset.available(data_dir):
-            for example in load_eval_set(evalset, data_dir):
-                keys.update(k for k in map(match_key, (example.source, *example.references)) if k)
-    return keys
+    """The match keys of every item of every registered set present in `data_dir`: what no training-side statistic
+    may be drawn from."""
+    return {key for evalset in all_eval_sets() if evalset.available(data_dir)
+            for example in load_eval_set(evalset, data_dir) for key in item_keys(example)}

@@ -331,7 +331,7 @@ class _EvalIndex:
     report: dict[str, dict] = field(default_factory=dict)
 
     def add(self, evalset, data_dir: Path) -> None:
-        from writetune.evalsets import load_eval_set
+        from writetune.evalsets import item_keys, load_eval_set
 
         missing = evalset.missing_files(data_dir)
         if missing:
@@ -339,10 +339,8 @@ class _EvalIndex:
             return
         examples = load_eval_set(evalset, data_dir)
         for example in examples:
-            for text in (example.source, *example.references):
-                key = match_key(text)
-                if key:
-                    self.keys.setdefault(key, evalset.name)
+            for key in item_keys(example):
+                self.keys.setdefault(key, evalset.name)
         self.report[evalset.name] = {
             "status": "present",
             "items": len(examples),

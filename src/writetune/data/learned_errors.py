@@ -1,9 +1,9 @@
 """Grammatical errors learned from real corrections, and an injector that writes them into clean sentences.
 
-`learn_patterns` reads the edits of grammar corpora (the annotated edits of M2 files; for parallel files, the
-edits ERRANT extracts from each source/reference pair) and keeps, per ERRANT type, how often each edit occurs
-(`wrong` tokens → `right` tokens) and how many edits a corrected sentence has. `LearnedErrorInjector` inverts
-them: it turns a clean sentence into one with errors by applying `right` → `wrong` where the clean sentence holds
+`ErrorPatterns` is what is learned from the edits of grammar corpora (`patterns_from_m2`: the annotated edits of M2
+files; `patterns_from_pairs`: the edits ERRANT extracts from each source/reference pair): per ERRANT type, how
+often each edit occurs (`wrong` tokens → `right` tokens) and how many edits a corrected sentence has.
+`LearnedErrorInjector` inverts them: it turns a clean sentence into one with errors by applying `right` → `wrong` where the clean sentence holds
 `right` (a missing word, ERRANT's `M:`, is deleted; an unnecessary one, `U:`, is inserted before the word that
 follows it in the corrections), with the number of errors drawn from the real per-sentence counts and the types
 drawn from the real type distribution among those that apply. Word-specific misspellings rarely apply to another
