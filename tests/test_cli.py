@@ -1,7 +1,8 @@
-"""The command line: `info` and `edit` on a tiny model, errors as one line with exit code 2, and the embedded
+"""The command line: `info` and `edit` on a tiny model, errors as one line with exit code 2, and the shipped
 default end to end through the installed console script."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from writetune.cli import app
+from writetune.serve.rewrite_check import check_rewrite
 
 runner = CliRunner()
 
@@ -54,10 +56,14 @@ def test_bad_input_is_one_error_line_and_exit_2(args, message):
 
 
 @pytest.mark.embedded
-def test_edit_on_the_embedded_default_through_the_console_script():
+def test_edit_on_the_shipped_default_through_the_console_script():
+    """The default model is the shipped assistant: it answers with the corrected sentence alone, no preamble."""
     exe = Path(sys.executable).with_name("writetune")
     assert exe.is_file(), f"the writetune console script is not installed beside {sys.executable}"
-    proc = subprocess.run([exe, "edit", "She go to school yesterday.", "--task", "grammar", "--max-new-tokens", "48"],
+    sentence = "She go to school yesterday."
+    proc = subprocess.run([exe, "edit", sentence, "--task", "grammar", "--max-new-tokens", "48"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip()
+    answer = proc.stdout.strip()
+    assert "\n" not in answer and answer != sentence and re.search(r"\bwent\b", answer), answer
+    assert check_rewrite("grammaticality", sentence, answer).confident, answer

