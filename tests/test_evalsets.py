@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from writetune import evalsets
+from writetune.data import evalsets
 from writetune.data.readers import Example
 from writetune.data.tokenization import match_key
-from writetune.evalsets import (
+from writetune.data.evalsets import (
     Carving,
     MissingEvalData,
     UnknownEvalSetError,
