@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from writetune.evalsets import get_eval_set
+from writetune.data.evalsets import get_eval_set
 from writetune.generate import DecodingConfig, Request, TransformersGenerator, render_prompt
 from writetune.models import EMBEDDED_ALIAS, load_model
 from writetune.prompt import token_ids

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from writetune.evalsets import load_eval_set, suite
+from writetune.data.evalsets import load_eval_set, suite
 from writetune.serve.rewrite_check import FEATURES, THRESHOLDS_FILE, check_rewrite, rewrite_features, thresholds
 from writetune.tasks import get_task
 

@@ -81,7 +81,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 @pytest.mark.skipif(not (SHARED / "cweb/m2/CWEB-G.dev.m2").is_file(), reason="the shared data folder is absent")
 def test_evaluation_items_are_left_out_of_the_learning():
-    from writetune.evalsets import get_eval_set, load_eval_set
+    from writetune.data.evalsets import get_eval_set, load_eval_set
 
     spec = LearnedErrorsSource.model_validate({
         "format": "learned_errors", "edits": [{"format": "m2", "path": "cweb/m2/CWEB-G.dev.m2"}],

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from test_eval_fixtures import write_writing_data
 from writetune.cli import app
-from writetune.evalsets import suite
+from writetune.data.evalsets import suite
 
 
 def test_eval_writing_suite_with_the_tiny_model_and_copy(tmp_path, tiny_model_dir):

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from writetune.data.tokenization import detokenize
-from writetune.evalsets import load_eval_set, suite
+from writetune.data.evalsets import load_eval_set, suite
 from writetune.generate import DecodingConfig, Request
 
 # (tokenized source, tokenized correction, M2 edit of the correction: start, end, replacement, type)

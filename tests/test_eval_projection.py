@@ -13,8 +13,9 @@ import pytest
 
 from writetune.data.readers import Example
 from writetune.data.tokenization import detokenize, project_onto_source, tokenize_ptb
-from writetune.evalsets import get_eval_set, load_eval_set, suite
+from writetune.data.evalsets import get_eval_set, load_eval_set, suite
 from writetune.evaluate import EvalConfig, Evaluation, metric_inputs, score_set, tokenization_policy
+from writetune.evaluate.scoring import gold_edits
 from writetune.metrics import get_metric
 
 ROUND_TRIP_FAILURES = [
@@ -69,10 +70,8 @@ def _ptb_sets(data_dir: Path):
 
 def _reference_scores(evalset, data_dir: Path) -> dict[str, float]:
     """What the scorers give the source lines of the set as they are in its files (the reference value)."""
-    from writetune.evaluate import _gold
-
     examples = load_eval_set(evalset, data_dir)
-    gold = _gold(evalset, data_dir, examples)
+    gold = gold_edits(evalset, data_dir, examples)
     out = {}
     for name in evalset.metrics:
         metric = get_metric(name)
@@ -89,7 +88,7 @@ def test_copy_through_writetune_eval_equals_the_reference_score_of_the_source(sh
     document = Evaluation(config, progress=False).run()
     for evalset in sets:
         cell = document["systems"]["copy"][evalset.name]
-        got = {r["metric"]: r["score"] for r in (cell if isinstance(cell, list) else [cell])}
+        got = {r["metric"]: r["score"] for r in cell}
         assert got == _reference_scores(evalset, data_dir), evalset.name
         saved = [json.loads(line) for line in (tmp_path / "eval" / "predictions" / f"copy.{evalset.name}.jsonl")
                  .read_text().splitlines()]

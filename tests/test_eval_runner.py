@@ -10,10 +10,10 @@ import pytest
 
 from test_eval_fixtures import GEC, Factory, write_writing_data
 from writetune.data.tokenization import tokenize_ptb
-from writetune.evalsets import MissingEvalData, get_eval_set, load_eval_set, suite
+from writetune.data.evalsets import MissingEvalData, get_eval_set, load_eval_set, suite
 from writetune.evaluate import EvalConfig, EvalConfigError, Evaluation, parse_systems, tokenization_policy
 
-RECORD_KEYS = {"metric", "score", "ci", "n", "signature", "components"}
+RECORD_KEYS = {"metric", "label", "better", "score", "ci", "n", "signature", "components"}
 
 
 @pytest.fixture
@@ -28,10 +28,6 @@ def run(data, out, models=("oracle", "copy"), factory=None, **kwargs):
     return Evaluation(config, make=factory, progress=False).run(), factory
 
 
-def records(value):
-    return value if isinstance(value, list) else [value]
-
-
 def test_results_json_shape_predictions_and_report(data, tmp_path):
     out = tmp_path / "out"
     document, _ = run(data, out)
@@ -42,9 +38,9 @@ def test_results_json_shape_predictions_and_report(data, tmp_path):
         assert set(sets) == names
         for set_name, value in sets.items():
             expected = get_eval_set(set_name).metrics
-            assert isinstance(value, list) == (len(expected) > 1)
-            assert [r["metric"] for r in records(value)] == list(expected)
-            for record in records(value):
+            assert isinstance(value, list)  # a list of records, one per metric, also for a set with one metric
+            assert [r["metric"] for r in value] == list(expected)
+            for record in value:
                 assert RECORD_KEYS <= set(record)
                 low = -100.0 if record["metric"] == "ibleu" else 0.0  # iBLEU = a*BLEU - (1-a)*self-BLEU
                 assert low <= record["score"] <= 100.0
@@ -57,7 +53,10 @@ def test_results_json_shape_predictions_and_report(data, tmp_path):
     for name in ("report.md", "results.csv", "plots/scores.png", "plots/delta_vs_baseline.png"):
         assert (out / name).is_file(), name
     assert document["baseline"] == "oracle"
-    assert on_disk["systems"]["copy"]["jfleg"]["vs_baseline"]["baseline"] == "oracle"
+    assert on_disk["systems"]["copy"]["jfleg"][0]["vs_baseline"]["baseline"] == "oracle"
+    # each record says which way is better: lower for self-BLEU, higher for the others of the set
+    assert {r["metric"]: r["better"] for r in on_disk["systems"]["copy"]["stsb"]} == {
+        "self_bleu": "lower", "ibleu": "higher", "bleu": "higher"}
 
 
 def test_resume_does_not_regenerate(data, tmp_path):
@@ -121,17 +120,17 @@ def test_ptb_sets_are_retokenized_before_scoring_and_raw_sets_are_not(data, tmp_
         assert row["scored"] in row["references"]
     cweb = [json.loads(line) for line in (out / "predictions/oracle.cweb_g.jsonl").read_text().splitlines()]
     assert "in - house" in cweb[3]["scored"]  # CWEB's spaCy tokenisation splits hyphens
-    assert document["systems"]["oracle"]["jfleg"]["signature"].endswith("input:detokenized|hyp:ptb+projected")
-    assert records(document["systems"]["oracle"]["asset"])[0]["signature"].endswith("input:raw|hyp:raw")
-    assert records(document["systems"]["oracle"]["wnc"])[0]["signature"].endswith("hyp:raw+lowercased")
-    assert document["systems"]["oracle"]["jfleg"]["score"] > 90  # perfect answers score as perfect
-    assert records(document["systems"]["oracle"]["conll2014"])[0]["score"] == 100.0
+    assert document["systems"]["oracle"]["jfleg"][0]["signature"].endswith("input:detokenized|hyp:ptb+projected")
+    assert document["systems"]["oracle"]["asset"][0]["signature"].endswith("input:raw|hyp:raw")
+    assert document["systems"]["oracle"]["wnc"][0]["signature"].endswith("hyp:raw+lowercased")
+    assert document["systems"]["oracle"]["jfleg"][0]["score"] > 90  # perfect answers score as perfect
+    assert document["systems"]["oracle"]["conll2014"][0]["score"] == 100.0
     # the same answers scored without re-tokenisation would lose most of the GLEU
     from writetune.metrics import get_metric
 
     raw = get_metric("gleu").corpus_score([r["output"] for r in rows], sources=[s for s, _, _ in GEC],
                                           refs=[[c for _, c, _ in GEC]] * 4)
-    assert raw.score < document["systems"]["oracle"]["jfleg"]["score"] - 20
+    assert raw.score < document["systems"]["oracle"]["jfleg"][0]["score"] - 20
 
 
 def test_copy_baseline_outputs_the_source(data, tmp_path):
@@ -139,10 +138,10 @@ def test_copy_baseline_outputs_the_source(data, tmp_path):
                             sets=["conll2014", "stsb"])
     rows = [json.loads(line) for line in (tmp_path / "out/predictions/copy.conll2014.jsonl").read_text().splitlines()]
     assert [r["output"] for r in rows] == [r["source"] for r in rows]
-    conll = records(document["systems"]["copy"]["conll2014"])
+    conll = document["systems"]["copy"]["conll2014"]
     assert conll[0]["score"] == 0.0  # no edits proposed: no correct edits
     assert document["systems"]["copy"]["stsb"][0]["score"] == 100.0  # self-BLEU of a copy
-    oracle = records(document["systems"]["oracle"]["conll2014"])[0]
+    oracle = document["systems"]["oracle"]["conll2014"][0]
     assert oracle["vs_baseline"]["delta"] == 100.0 and oracle["vs_baseline"]["baseline"] == "copy"
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from writetune import evalsets
+from writetune.data import evalsets
 from writetune.data.readers import Example
 from writetune.data.tokenization import match_key
-from writetune.evalsets import (
+from writetune.data.evalsets import (
+    SHOT_POOLS,
     Carving,
     MissingEvalData,
     UnknownEvalSetError,
@@ -96,6 +97,16 @@ def test_absent_test_split_names_the_file():
     assert str(DATA / "jfleg/test/test.src") in str(err.value) and "jfleg" in str(err.value)
     assert not get_eval_set("jfleg").available(DATA)
     assert get_eval_set("jfleg_dev").available(DATA)
+
+
+def test_few_shot_pools_are_writing_tasks_and_never_a_test_split():
+    test_files = {f for s in suite("writing") for f in s.files}
+    for task, pool in SHOT_POOLS.items():
+        assert get_task(task).writing, task
+        assert pool.files() and not set(pool.files()) & test_files, task
+    # a dev file that is both a set and a pool is named once
+    assert SHOT_POOLS["grammaticality"] is get_eval_set("cweb_g_dev").source
+    assert SHOT_POOLS["fluency"] is get_eval_set("jfleg_dev").source
 
 
 def test_carving_depends_only_on_the_text():

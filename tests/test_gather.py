@@ -49,7 +49,7 @@ def test_page_gathers_rows_once_and_prefixes_colliding_names(data, tmp_path):
     page = write_results_page([tmp_path / "grid-a", second], tmp_path / "page")
     text = page.read_text(encoding="utf-8")
     oracle_row = next(line for line in text.splitlines() if line.startswith("| oracle |"))
-    record = document["systems"]["oracle"]["jfleg"]
+    record = document["systems"]["oracle"]["jfleg"][0]
     assert f"{record['score']:.1f} [{record['ci'][0]:.1f}, {record['ci'][1]:.1f}]†" in oracle_row
     assert "| *MDD, 80% power* |" in text and "## Cost" in text
     assert (tmp_path / "page" / "plots" / "scores.png").stat().st_size > 1000
@@ -59,7 +59,7 @@ def test_minimum_detectable_difference_from_the_paired_bootstrap(data, tmp_path)
     out = evaluate(data, tmp_path / "e", ["copy", "oracle", "other=echo"])
     document = gather([find_results(out)])
     mdd = detectable_differences(document)
-    intervals = [document["systems"][s]["jfleg"]["vs_baseline"]["delta_ci"] for s in ("oracle", "other")]
+    intervals = [document["systems"][s]["jfleg"][0]["vs_baseline"]["delta_ci"] for s in ("oracle", "other")]
     expected = statistics.median((Z_ALPHA + Z_POWER) * (hi - lo) / (2 * Z_ALPHA) for lo, hi in intervals)
     assert mdd[("jfleg", "gleu")] == pytest.approx(expected)
     assert minimum_detectable_difference((-1.0, 1.0)) == pytest.approx((Z_ALPHA + Z_POWER) / Z_ALPHA)

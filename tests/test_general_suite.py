@@ -10,8 +10,8 @@ from importlib import resources
 import pytest
 
 from test_eval_fixtures import RecordingGenerator, write_writing_data
-from writetune import evalsets
-from writetune.evalsets import get_eval_set, load_eval_set, suite
+from writetune.data import evalsets
+from writetune.data.evalsets import get_eval_set, load_eval_set, suite
 from writetune.evaluate import EvalConfig, Evaluation
 from writetune.metrics import get_metric
 from writetune.metrics import ifbench

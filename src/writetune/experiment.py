@@ -27,12 +27,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from writetune.config import load_validated
+from writetune.evaluate import run_evaluation, split_row_name
+from writetune.models import ModelSpecError, resolve
 from writetune.pipeline import (
+    BASE_SYSTEM,
     DATA_DIR,
     EVAL_DIR,
+    FEW_SHOT_BASE,
     NOT_MAIN,
     EvalStage,
     RunRecipeError,
@@ -45,6 +51,9 @@ from writetune.pipeline import (
     resolve_run_data_dir,
     train_stage,
 )
+from writetune.report import COLORS, primary_columns, save_figure
+from writetune.results import cell
+from writetune.train.recipe import load_recipe
 
 GRID_COPY = "grid.yaml"
 RUNS_DIR = "runs"
@@ -99,8 +108,6 @@ class ExperimentResult:
 
 def _repeated_variant(path: str | Path) -> tuple[str, int] | None:
     """The first variant name that the grid file gives twice under `variants`, with its line, or None."""
-    import yaml
-
     try:
         root = yaml.compose(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
@@ -136,8 +143,6 @@ def load_grid(path: str | Path) -> Grid:
 def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
                    log: Callable[[str], None] | None = None) -> ExperimentResult:
     """Build, train and evaluate every variant of a grid into `out` (or continue where a previous call stopped)."""
-    from writetune.evaluate import run_evaluation
-
     say = log or (lambda message: None)
     grid_path, out = Path(grid_path), Path(out)
     grid = load_grid(grid_path)
@@ -184,11 +189,6 @@ def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Pa
 def check_variants(grid: Grid, grid_path: Path, recipe, run_path: Path) -> None:
     """Every variant's mix recipe, training recipe (with its keys) and model exist, and no variant is named like a
     baseline row of the evaluation; raises GridError naming the grid file and the key."""
-    from writetune.evaluate import split_row_name
-    from writetune.models import ModelSpecError, resolve
-    from writetune.pipeline import BASE_SYSTEM, FEW_SHOT_BASE
-    from writetune.train.recipe import load_recipe
-
     stage = grid.eval or recipe.eval
     reserved = {split_row_name(row)[0] for row in stage.baselines if row not in (BASE_SYSTEM, FEW_SHOT_BASE)}
     base_row = None
@@ -231,23 +231,16 @@ def _unique_stem(recipe: Path, taken) -> str:
 def plot_curve(document: dict, xs: dict[str, float], x_label: str, path: Path) -> Path:
     """Each set's first metric against the variants' x values (one line per set, 95% interval bars); the
     baseline row, when it is not a variant, is drawn as a dotted horizontal line in the set's colour."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from writetune.report import cell, primary_columns, save_figure
-
     cols = primary_columns(document)
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    colors = plt.get_cmap("tab10").colors
+    fig = Figure(figsize=(7.5, 4.8))
+    ax = fig.subplots()
     order = sorted(xs, key=xs.get)
     for k, col in enumerate(cols):
         points = [(xs[n], cell(document, n, col["set"], col["metric"])) for n in order]
         points = [(x, r) for x, r in points if r is not None]
         if not points:
             continue
-        color = colors[k % len(colors)]
+        color = COLORS[k % len(COLORS)]
         scores = [r["score"] for _, r in points]
         low = [max(r["score"] - (r.get("ci") or [r["score"]] * 2)[0], 0.0) for _, r in points]
         high = [max((r.get("ci") or [r["score"]] * 2)[1] - r["score"], 0.0) for _, r in points]

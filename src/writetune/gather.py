@@ -25,20 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from writetune.atomic import write_text_atomic
-from writetune.evaluate import RESULTS_FILE, load_results
+from writetune.models import ModelSpecError, resolve
 from writetune.pipeline import EVAL_DIR
 from writetune.report import (
     ALPHA,
     DELTA_PLOT,
     PLOTS_DIR,
     SCORES_PLOT,
-    cell,
     columns,
     plot_deltas,
     plot_scores,
     significance_mark,
     table_header,
 )
+from writetune.results import RESULTS_FILE, cell, load_results, records
 
 PAGE_FILE = "results.md"
 Z_ALPHA = 1.959964  # two-sided alpha = 0.05
@@ -78,12 +78,8 @@ def find_results(directory: str | Path) -> Source:
 def _signatures(document: dict, system: str | None = None) -> dict[tuple[str, str], str]:
     """(set, metric) -> signature, of `system`'s records or the first record of each."""
     out: dict[tuple[str, str], str] = {}
-    for name, rows in document["systems"].items():
-        if system is not None and name != system:
-            continue
-        for set_name, value in rows.items():
-            for record in value if isinstance(value, list) else [value]:
-                out.setdefault((set_name, record["metric"]), record.get("signature", ""))
+    for _, set_name, record in records(document, system):
+        out.setdefault((set_name, record["metric"]), record.get("signature", ""))
     return out
 
 
@@ -194,8 +190,6 @@ def _directory_bytes(path: Path) -> int:
 
 def _model_location(spec: str) -> Path | None:
     """Where a system's weights lie on disk (a run's model/, a model directory, the base model's converted copy)."""
-    from writetune.models import ModelSpecError, resolve
-
     try:
         resolved = resolve(spec, convert=False)
     except (ModelSpecError, OSError, ValueError):

@@ -49,7 +49,7 @@ class EvalStage(BaseModel):
     @classmethod
     def _suites(cls, value: str) -> str:
         """One suite or several, comma-separated (`writing-dev,general`), each a registered one."""
-        from writetune.evalsets import SUITES
+        from writetune.data.evalsets import SUITES
 
         for name in value.split(","):
             if name.strip() not in SUITES:

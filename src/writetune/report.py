@@ -1,10 +1,11 @@
-"""Tables and plots from a results document (`writetune.evaluate`): the paper-shaped markdown table, CSV, and two
+"""Tables and plots from a results document (`writetune.results`): the paper-shaped markdown table, CSV, and two
 figures (scores with 95% CI whiskers; per-task change against the baseline row).
 
 The markdown table has the systems as rows and the sets as columns, grouped by task in the task registry's order
 (every metric of a set is a column); the best value of each column is bold, and values that differ significantly
 from the baseline row (paired bootstrap, p < 0.05) carry a dagger (better) or a double dagger (worse); for a
-measure with no better direction (answer length) the mark is an asterisk and no value is bold.
+measure with no better direction (answer length) the mark is an asterisk and no value is bold. Which way is better
+is what each score record says (`better`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import Any
+
+import matplotlib
+from matplotlib.figure import Figure
 
 from writetune.atomic import write_text_atomic
+from writetune.results import cell, records
 
 REPORT_FILE = "report.md"
 CSV_FILE = "results.csv"
@@ -24,46 +28,28 @@ PLOTS_DIR = "plots"
 SCORES_PLOT = "scores.png"
 DELTA_PLOT = "delta_vs_baseline.png"
 ALPHA = 0.05
-LOWER_IS_BETTER = {"self_bleu", "empty_or_truncated"}
-UNDIRECTED = {"answer_words"}  # descriptions of the answers: different, neither better nor worse
 PAPER_SETS = ("conll2014", "bea19_dev", "jfleg", "iterater_fluency", "iterater_clarity", "iterater_coherence",
               "turkcorpus", "asset", "wnc", "stsb")
-
-
-def _records(value: Any) -> list[dict]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
+COLORS = matplotlib.colormaps["tab10"].colors
 
 
 def columns(document: dict) -> list[dict]:
-    """Table columns: one per (set, metric), sets grouped by task in the registry's task order."""
+    """Table columns: one per (set, metric), sets grouped by task in the registry's task order, each with the
+    metric's label and which way it is better, as its records say (`higher` where no row has a record)."""
     sets = document.get("sets", {})
     order = document.get("task_order") or []
     rank = {task: i for i, task in enumerate(order)}
     names = sorted(sets, key=lambda n: (rank.get(sets[n]["task"], len(rank)), list(sets).index(n)))
     out = []
-    labels: dict[tuple[str, str], str] = {}
-    for system in document["systems"].values():
-        for set_name, value in system.items():
-            for record in _records(value):
-                labels.setdefault((set_name, record["metric"]), record.get("label", record["metric"]))
+    first: dict[tuple[str, str], dict] = {}
+    for _, set_name, record in records(document):
+        first.setdefault((set_name, record["metric"]), record)
     for name in names:
         for metric in sets[name].get("metrics", []):
+            record = first.get((name, metric), {})
             out.append({"set": name, "task": sets[name]["task"], "metric": metric,
-                        "label": labels.get((name, metric), metric)})
+                        "label": record.get("label", metric), "better": record.get("better", "higher")})
     return out
-
-
-def cell(document: dict, system: str, set_name: str, metric: str) -> dict | None:
-    for record in _records(document["systems"].get(system, {}).get(set_name)):
-        if record["metric"] == metric:
-            return record
-    return None
-
-
-def _better(metric: str, a: float, b: float) -> bool:
-    return a < b if metric in LOWER_IS_BETTER else a > b
 
 
 def significance_mark(record: dict) -> str:
@@ -72,19 +58,23 @@ def significance_mark(record: dict) -> str:
     test = record.get("vs_baseline")
     if not test or test.get("p_value") is None or test["p_value"] >= ALPHA or test.get("delta") in (None, 0):
         return ""
-    if record["metric"] in UNDIRECTED:
+    if record["better"] == "neither":
         return "*"
-    improved = test["delta"] < 0 if record["metric"] in LOWER_IS_BETTER else test["delta"] > 0
+    improved = test["delta"] < 0 if record["better"] == "lower" else test["delta"] > 0
     return "†" if improved else "‡"
 
 
 def _best(document: dict, column: dict) -> float | None:
-    if column["metric"] in UNDIRECTED:
+    if column["better"] == "neither":
         return None
     values = [r["score"] for s in document["systems"] if (r := cell(document, s, column["set"], column["metric"]))]
     if not values:
         return None
-    return min(values) if column["metric"] in LOWER_IS_BETTER else max(values)
+    return min(values) if column["better"] == "lower" else max(values)
+
+
+def _arrow(column: dict) -> str:
+    return " ↓" if column["better"] == "lower" else ""
 
 
 def table_header(cols: list[dict]) -> list[str]:
@@ -93,8 +83,7 @@ def table_header(cols: list[dict]) -> list[str]:
     header = ["System"]
     previous_task = None
     for col in cols:
-        arrow = " ↓" if col["metric"] in LOWER_IS_BETTER else ""
-        head = f"{col['set']}<br>{col['label']}{arrow}"
+        head = f"{col['set']}<br>{col['label']}{_arrow(col)}"
         if col["task"] != previous_task:
             head = f"**{col['task'].capitalize()}**<br>{head}"
             previous_task = col["task"]
@@ -208,29 +197,22 @@ def primary_columns(document: dict) -> list[dict]:
     return out
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Lay out, save (PNG, 120 dpi, creating the directory) and close a matplotlib figure."""
-    import matplotlib.pyplot as plt
-
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Lay out and save a figure (PNG, 120 dpi, creating the directory). Figures are made with
+    `matplotlib.figure.Figure`, not pyplot: nothing global (backend, open figures) changes."""
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
 def plot_scores(document: dict, path: Path) -> Path:
     """Grouped bars: each set's first metric, one bar per system, 95% CI whiskers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cols = primary_columns(document)
     systems = list(document["systems"])
     width = 0.8 / max(len(systems), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(cols) + 2), 4.8))
-    colors = plt.get_cmap("tab10").colors
+    fig = Figure(figsize=(max(6.0, 1.3 * len(cols) + 2), 4.8))
+    ax = fig.subplots()
     for k, system in enumerate(systems):
         xs, ys, lo, hi = [], [], [], []
         for j, col in enumerate(cols):
@@ -242,9 +224,9 @@ def plot_scores(document: dict, path: Path) -> Path:
             interval = record.get("ci") or [record["score"], record["score"]]
             lo.append(max(record["score"] - interval[0], 0.0))
             hi.append(max(interval[1] - record["score"], 0.0))
-        ax.bar(xs, ys, width=width * 0.95, color=colors[k % len(colors)], label=system)
+        ax.bar(xs, ys, width=width * 0.95, color=COLORS[k % len(COLORS)], label=system)
         ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="black", elinewidth=0.9, capsize=2)
-    labels = [f"{c['set']}\n{c['label']}" + (" ↓" if c["metric"] in LOWER_IS_BETTER else "") for c in cols]
+    labels = [f"{c['set']}\n{c['label']}{_arrow(c)}" for c in cols]
     ax.set_xticks(range(len(cols)))
     ax.set_xticklabels(labels, fontsize=8)
     previous = None
@@ -274,7 +256,7 @@ def task_deltas(document: dict) -> dict[str, dict[str, float]]:
             if mine is None or base is None:
                 continue
             delta = mine["score"] - base["score"]
-            per_task.setdefault(col["task"], []).append(-delta if col["metric"] in LOWER_IS_BETTER else delta)
+            per_task.setdefault(col["task"], []).append(-delta if col["better"] == "lower" else delta)
         out[system] = {task: sum(v) / len(v) for task, v in per_task.items()}
     return out
 
@@ -284,22 +266,17 @@ def plot_deltas(document: dict, path: Path) -> Path | None:
     deltas = task_deltas(document)
     if not deltas:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     order = document.get("task_order") or []
     tasks = sorted({t for d in deltas.values() for t in d}, key=lambda t: order.index(t) if t in order else 99)
     systems = list(deltas)
     width = 0.8 / max(len(systems), 1)
-    fig, ax = plt.subplots(figsize=(max(7.5, 1.5 * len(tasks) + 3), 4.6))
-    colors = plt.get_cmap("tab10").colors
+    fig = Figure(figsize=(max(7.5, 1.5 * len(tasks) + 3), 4.6))
+    ax = fig.subplots()
     all_systems = list(document["systems"])
     for k, system in enumerate(systems):
         xs = [j - 0.4 + width * (k + 0.5) for j, t in enumerate(tasks) if t in deltas[system]]
         ys = [deltas[system][t] for t in tasks if t in deltas[system]]
-        color = colors[all_systems.index(system) % len(colors)]
+        color = COLORS[all_systems.index(system) % len(COLORS)]
         bars = ax.bar(xs, ys, width=width * 0.95, color=color, label=system)
         ax.bar_label(bars, labels=[f"{y:+.1f}" for y in ys], fontsize=7, padding=2)
     ax.axhline(0, color="black", linewidth=0.8)

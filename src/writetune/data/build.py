@@ -128,7 +128,7 @@ class Recipe(_Strict):
     @field_validator("holdout_suites")
     @classmethod
     def _suites(cls, value: list[str]) -> list[str]:
-        from writetune.evalsets import SUITES
+        from writetune.data.evalsets import SUITES
 
         for name in value:
             if name not in SUITES:
@@ -331,7 +331,7 @@ class _EvalIndex:
     report: dict[str, dict] = field(default_factory=dict)
 
     def add(self, evalset, data_dir: Path) -> None:
-        from writetune.evalsets import item_keys, load_eval_set
+        from writetune.data.evalsets import item_keys, load_eval_set
 
         missing = evalset.missing_files(data_dir)
         if missing:
@@ -601,7 +601,7 @@ def build_mix(
         }
 
     # 2. held-out suites: remove their items; 3. every other registered eval set: refuse or drop
-    from writetune.evalsets import all_eval_sets
+    from writetune.data.evalsets import all_eval_sets
 
     say("loading evaluation sets")
     holdout, check, prints = _EvalIndex(), _EvalIndex(), _FingerprintIndex()

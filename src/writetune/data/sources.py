@@ -251,7 +251,7 @@ class LearnedErrorsSource(_Spec):
 
         from writetune.atomic import write_text_atomic
         from writetune.data.learned_errors import ErrorPatterns
-        from writetune.evalsets import evaluation_keys  # the registry reads its sets through this module
+        from writetune.data.evalsets import evaluation_keys  # the registry reads its sets through this module
         from writetune.models import cache_dir
 
         held = evaluation_keys(data_dir)

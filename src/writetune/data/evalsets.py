@@ -1,5 +1,6 @@
 """The evaluation-set registry: every set a writing model is scored on, where its files lie in a data directory, how
-they are read, which metrics apply, and (for development carvings) the rule that picks their items.
+they are read, which metrics apply, and (for development carvings) the rule that picks their items; and the few-shot
+pools, the training side of each writing task that a `few-shot:SPEC` row draws its solved examples from.
 
 Three suites. `writing`: the standard test splits, laid out as the original releases (most are not in the shared data
 folder; loading one that is absent raises `MissingEvalData` naming the file). `writing-dev`: deterministic carvings
@@ -124,6 +125,11 @@ def _parallel(source: str, refs: list[str], *, tokenized: bool) -> ParallelSourc
     return ParallelSource(format="parallel", source=source, references=refs, tokenized=tokenized)
 
 
+# files that are both an evaluation set and a task's few-shot pool (the pool never gives an item the set holds)
+_CWEB_G_DEV = M2Source(format="m2", path="cweb/m2/CWEB-G.dev.m2")
+_JFLEG_DEV = _parallel("jfleg/dev/dev.src", [f"jfleg/dev/dev.ref{i}" for i in range(4)], tokenized=True)
+_ASSET_VALID = ("asset/dataset/asset.valid.orig", [f"asset/dataset/asset.valid.simp.{i}" for i in range(10)])
+
 _GEC = ("m2_f05", "errant_f05")
 _DEV = Carving(200)
 IFBENCH = ("ifbench_prompt_strict", "ifbench_prompt_loose", "ifbench_instruction_strict", "ifbench_instruction_loose",
@@ -200,13 +206,11 @@ _BUILTIN = (
     # ---- writing-dev: carvings of the dev/valid splits that the shared data folder holds
     EvalSet(
         "jfleg_dev", "fluency", "writing-dev", "200 sentences carved from JFLEG dev (754), 4 references",
-        _parallel("jfleg/dev/dev.src", [f"jfleg/dev/dev.ref{i}" for i in range(4)], tokenized=True),
-        ("gleu",), "ptb", 4, _DEV,
+        _JFLEG_DEV, ("gleu",), "ptb", 4, _DEV,
     ),
     EvalSet(
         "asset_dev", "simplification", "writing-dev", "200 sentences carved from ASSET valid (2,000), 10 references",
-        _parallel("asset/dataset/asset.valid.orig", [f"asset/dataset/asset.valid.simp.{i}" for i in range(10)], tokenized=False),
-        ("sari", "bleu"), "raw", 10, _DEV,
+        _parallel(*_ASSET_VALID, tokenized=False), ("sari", "bleu"), "raw", 10, _DEV,
     ),
     EvalSet(
         "turkcorpus_dev", "simplification", "writing-dev",
@@ -226,7 +230,7 @@ _BUILTIN = (
     ),
     EvalSet(
         "cweb_g_dev", "grammaticality", "writing-dev", "200 sentences carved from CWEB-G dev (3,867), 2 annotators",
-        M2Source(format="m2", path="cweb/m2/CWEB-G.dev.m2"), _GEC, "ptb", 2, _DEV,
+        _CWEB_G_DEV, _GEC, "ptb", 2, _DEV,
     ),
     EvalSet(
         "cweb_s_dev", "grammaticality", "writing-dev", "200 sentences carved from CWEB-S dev (2,862), 2 annotators",
@@ -259,6 +263,16 @@ _BUILTIN = (
         StsbCsvSource(format="stsb_csv", path="stsb_en/stsb-en-dev.csv"), ("self_bleu", "ibleu", "bleu"), "raw", 1, _DEV,
     ),
 )  # fmt: skip
+
+# the training side of each writing task in a data directory laid out as the releases are; a pool's first reference
+# is a shot's answer
+SHOT_POOLS: dict[str, ReaderSpec] = {
+    "grammaticality": _CWEB_G_DEV,
+    "fluency": _JFLEG_DEV,
+    "simplification": _parallel(_ASSET_VALID[0], _ASSET_VALID[1][:1], tokenized=False),
+    "neutralization": WncPrePostSource(format="wnc_pre_post", pre="wnc_sample/pre.train", post="wnc_sample/post.train"),
+    "paraphrase": StsbCsvSource(format="stsb_csv", path="stsb_en/stsb-en-train.csv"),
+}
 
 _REGISTRY: dict[str, EvalSet] = {}
 

@@ -1,0 +1,61 @@
+"""What `writetune eval` is asked to do: the options of an evaluation, checked when they are given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from writetune.generate import default_dtype
+
+
+class EvalConfigError(ValueError):
+    """An evaluation configuration that cannot run; the message says which option and why."""
+
+
+@dataclass
+class EvalConfig:
+    """Everything `writetune eval` needs. `sets` restricts the suite to those set names."""
+
+    models: list[str]
+    data_dir: Path
+    out: Path
+    suite: str = "writing-dev"
+    decodings: list[str] = field(default_factory=lambda: ["greedy"])
+    baseline: str | None = None
+    strict: bool = False
+    limit: int | None = None
+    bootstrap: int = 1000
+    batch_size: int = 64
+    dtype: str = "auto"
+    backend: str = "auto"
+    device: str = "auto"
+    shots: int = 3
+    max_new_tokens: int = 256
+    sets: list[str] | None = None
+    seed: int = 12345
+    chunk: int = 256  # requests per generation call; predictions are saved after each
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+    def __post_init__(self):
+        self.data_dir = Path(self.data_dir)
+        self.out = Path(self.out)
+        if self.limit is not None and self.limit < 1:
+            raise EvalConfigError("--limit must be at least 1")
+        if self.bootstrap < 0:
+            raise EvalConfigError("--bootstrap must be 0 (no intervals) or more")
+        if self.batch_size < 1 or self.chunk < 1:
+            raise EvalConfigError("--batch-size must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise EvalConfigError("--threads must be at least 1")
+        if not self.data_dir.is_dir():
+            raise EvalConfigError(f"--data-dir {self.data_dir}: not a directory")
+
+    def resolved_dtype(self) -> str:
+        if self.dtype != "auto":
+            return self.dtype
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return default_dtype(device)
