@@ -125,3 +125,23 @@ def test_m2_cases(case):
     assert c["P"] / 100 == pytest.approx(want["P"], abs=1e-12)
     assert c["R"] / 100 == pytest.approx(want["R"], abs=1e-12)
     assert result.score / 100 == pytest.approx(want["F0_5"], abs=1e-12)
+
+
+def test_gold_edit_matches_span_original_and_any_correction():
+    from writetune.metrics.m2 import Edit, GoldEdit
+
+    gold = GoldEdit(1, 2, "go", ["goes", "went"])
+    assert gold.matches(Edit("sub", 1, 2, "go", "went", 0))
+    assert not gold.matches(Edit("sub", 1, 3, "go", "went", 0))
+    assert not gold.matches(Edit("sub", 1, 2, "gone", "went", 0))
+    assert not gold.matches(Edit("sub", 1, 2, "go", "gone", 0))
+
+
+def test_adjacent_edits_merge_into_one_edit():
+    from writetune.metrics.m2 import Edit, _merge_edits
+
+    deletion, insertion = Edit("del", 0, 1, "a", "", 0), Edit("ins", 1, 1, "", "b", 0)
+    assert _merge_edits(deletion, insertion) == Edit("sub", 0, 1, "a", "b", 0)
+    kept, changed = Edit("noop", 1, 2, "c", "c", 1), Edit("sub", 2, 3, "d", "e", 0)
+    assert _merge_edits(kept, changed) == Edit("sub", 1, 3, "c d", "c e", 1)
+    assert _merge_edits(kept, Edit("noop", 2, 3, "d", "d", 1)).kind == "noop"

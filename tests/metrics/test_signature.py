@@ -36,3 +36,28 @@ def test_signature_from_collected_statistics_knows_the_reference_count():
     for name, (inputs, expected_part) in cases.items():
         metric = get_metric(name)
         assert expected_part in metric.score_stats(metric.segment_stats(inputs)).signature, name
+
+
+def test_signature_writes_the_shared_fields_around_the_metrics_own():
+    from writetune import __version__
+    from writetune.metrics import Signature
+
+    own = {"impl": "x-1.0", "nrefs": 2, "mean": True}
+    plain = Signature("demo", own).format()
+    assert plain == f"demo|impl:x-1.0|nrefs:2|mean|version:writetune-{__version__}"
+    resampled = Signature("demo", own, bootstrap=50, seed=9, versions=("pkg-2.0",))
+    assert str(resampled) == f"demo|impl:x-1.0|nrefs:2|mean|bootstrap:50|seed:9|version:writetune-{__version__}+pkg-2.0"
+
+
+def test_every_metric_signature_has_the_shared_shape():
+    from writetune.metrics import available_metrics
+
+    for name in available_metrics():
+        if name.startswith("ifbench"):
+            continue  # needs the IFBench verifiers; covered with them in test_general_suite.py
+        metric = get_metric(name)
+        parts = metric.signature(3, bootstrap=20, seed=4).split("|")
+        assert parts[0] == name, name
+        assert parts[-3:-1] == ["bootstrap:20", "seed:4"] and parts[-1].startswith("version:writetune-"), name
+        plain = metric.signature(3)
+        assert "bootstrap:" not in plain and plain.split("|")[:-1] == parts[:-3], name
