@@ -86,3 +86,14 @@ def test_metric_requirements(tmp_path):
         score_files("errant", hyp=src, m2=gold, refs=[src])
     with pytest.raises(MetricInputError, match="needs the source segments"):
         score_files("errant", hyp=src, refs=[src])
+
+
+def test_prepared_inputs_score_as_corpus_score_does_and_return_their_statistics():
+    metric = get_metric("sari")
+    hyps, sources, refs = ["a c", "b d e"], ["a b", "b c e"], [["a c", "b d e"], ["a d", "b e"]]
+    inputs = metric.prepare_inputs(hyps, sources=sources, refs=refs)
+    score, stats = metric.score_inputs(inputs, bootstrap=20, seed=3)
+    assert score == metric.corpus_score(hyps, sources=sources, refs=refs, bootstrap=20, seed=3)
+    assert stats.n == 2 and metric.aggregate(stats)[0] == score.score and "nrefs:2" in score.signature
+    with pytest.raises(MetricInputError, match="needs the source"):
+        metric.prepare_inputs(hyps, refs=refs)

@@ -66,9 +66,7 @@ def load_inputs(
     if gold is not None and len(hyps) != len(gold):
         raise MetricInputError(f"{hyp}: has {len(hyps)} lines but {m2} has {len(gold)} sentences")
     labels = {"hyp": str(hyp), "source": str(source), "refs": [str(r) for r in refs]}
-    inputs = make_inputs(hyps, sources=sources, refs=ref_lines, gold=gold, labels=labels)
-    metric.check_inputs(inputs)
-    return inputs
+    return metric.prepare_inputs(hyps, sources=sources, refs=ref_lines, gold=gold, labels=labels)
 
 
 def score_files(
@@ -93,7 +91,7 @@ def score_files(
         raise MetricInputError(f"bootstrap: the number of samples must be >= 0, got {bootstrap}")
     inputs = load_inputs(metric, hyp=hyp, source=source, refs=refs, m2=m2)
     try:
-        return metric.score_inputs(inputs, bootstrap=bootstrap, seed=seed)
+        return metric.score_inputs(inputs, bootstrap=bootstrap, seed=seed)[0]
     except SegmentInputError as err:
         raise MetricInputError(f"{hyp}:{err.index + 1}: {err.problem}") from None
 

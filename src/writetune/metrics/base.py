@@ -188,13 +188,30 @@ class Metric(ABC):
 
         `labels` names the inputs in error messages (file paths: ``{"hyp": path, "source": path, "refs": [...]}``).
         """
+        inputs = self.prepare_inputs(hyps, sources=sources, refs=refs, gold=gold, labels=labels)
+        return self.score_inputs(inputs, bootstrap=bootstrap, seed=seed)[0]
+
+    def prepare_inputs(
+        self,
+        hyps: Sequence[str],
+        *,
+        sources: Sequence[str] | None = None,
+        refs: Sequence[Sequence[str]] | None = None,
+        gold: Any = None,
+        labels: Mapping[str, Any] | None = None,
+    ) -> Inputs:
+        """Aligned inputs (`make_inputs`) that also meet this metric's requirements (`check_inputs`)."""
         inputs = make_inputs(hyps, sources=sources, refs=refs, gold=gold, labels=labels)
         self.check_inputs(inputs)
-        return self.score_inputs(inputs, bootstrap=bootstrap, seed=seed)
+        return inputs
 
-    def score_inputs(self, inputs: Inputs, *, bootstrap: int = 0, seed: int | None = None) -> Score:
-        """Score validated inputs (see `check_inputs`): their statistics aggregated into a `Score`."""
-        return self.score_stats(self.segment_stats(inputs), n_refs=self.n_refs(inputs), bootstrap=bootstrap, seed=seed)
+    def score_inputs(
+        self, inputs: Inputs, *, bootstrap: int = 0, seed: int | None = None
+    ) -> tuple[Score, SegmentStats]:
+        """The path from prepared inputs to a score, written once: their statistics, aggregated into a `Score`
+        (with a bootstrap interval when `bootstrap` > 0). The statistics come back too, for paired tests."""
+        stats = self.segment_stats(inputs)
+        return self.score_stats(stats, n_refs=self.n_refs(inputs), bootstrap=bootstrap, seed=seed), stats
 
     def score_stats(
         self, stats: SegmentStats, *, n_refs: int | None = None, bootstrap: int = 0, seed: int | None = None
