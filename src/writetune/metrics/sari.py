@@ -24,7 +24,6 @@ from writetune.metrics.base import Inputs, Metric
 from writetune.metrics.stats import SegmentStats, counts_matrix
 
 NGRAM_ORDER = 4
-OPERATIONS = ("add", "keep", "del")
 
 
 @lru_cache(maxsize=1)
