@@ -26,7 +26,7 @@ DEFAULT_IBLEU_ALPHA = 0.8
 
 
 def _sacrebleu_bleu():
-    from sacrebleu.metrics.bleu import BLEU
+    from sacrebleu.metrics.bleu import BLEU  # sacreBLEU loads on first use, so importing the metrics stays cheap
 
     return BLEU(lowercase=False, force=True, tokenize="none", smooth_method="exp")
 
@@ -35,7 +35,7 @@ def _sacrebleu_bleu():
 def _scorer_with_references(refs: tuple[tuple[str, ...], ...]):
     """A sacreBLEU BLEU holding the pre-processed references (n-grams, lengths), so that several systems scored
     against the same references pay for that once. Keyed by the normalized reference streams themselves."""
-    from sacrebleu.metrics.bleu import BLEU
+    from sacrebleu.metrics.bleu import BLEU  # loaded on first use, as above
 
     return BLEU(lowercase=False, force=True, tokenize="none", smooth_method="exp", references=[list(r) for r in refs])
 

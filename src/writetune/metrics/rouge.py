@@ -29,7 +29,7 @@ class RougeL(Metric):
         self.use_stemmer = use_stemmer
 
     def segment_stats(self, inputs: Inputs) -> SegmentStats:
-        from rouge_score import rouge_scorer
+        from rouge_score import rouge_scorer  # rouge-score pulls in NLTK and absl; only ROUGE-L needs them
 
         scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=self.use_stemmer)
         scores = []

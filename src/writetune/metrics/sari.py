@@ -28,7 +28,7 @@ NGRAM_ORDER = 4
 
 @lru_cache(maxsize=1)
 def _tokenizer_13a():
-    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a  # sacreBLEU loads on first use (see bleu.py)
 
     return Tokenizer13a()
 
@@ -167,6 +167,6 @@ class Sari(Metric):
 
 def sacrebleu_version() -> str:
     """The installed sacreBLEU (its 13a tokenizer and BLEU), as signatures name it."""
-    import sacrebleu
+    import sacrebleu  # loaded on first use
 
     return f"sacrebleu-{sacrebleu.__version__}"
