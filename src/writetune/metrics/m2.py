@@ -527,7 +527,7 @@ class M2Score(AnnotatorChoiceMetric):
 
     def segment_stats(self, inputs: Inputs) -> SegmentStats:
         per_sentence = []
-        for index, (hyp, sentence) in enumerate(zip(inputs.hyps, inputs.gold)):
+        for hyp, sentence in zip(inputs.hyps, inputs.gold):
             golds = gold_edits_by_annotator(sentence)
             try:
                 counts = sentence_counts(
