@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_train_common import tiny_recipe, write_recipe
+from support.train import tiny_recipe, write_recipe
 from writetune.train import checkpoint as ckpt
 from writetune.train.logs import read_metrics
 from writetune.train.loop import RunDirError, train

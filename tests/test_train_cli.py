@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from test_train_common import tiny_recipe, write_recipe
+from support.train import tiny_recipe, write_recipe
 from writetune.cli import app
 from writetune.train.collate import Record
 from writetune.train.indev import metric_for_task, score_outputs, select_subsets

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from test_train_common import tiny_recipe
+from support.train import tiny_recipe
 from tiny import tiny_model, tiny_tokenizer
 from writetune.prompt import alpaca, chatml, stop_token_ids, token_ids
 from writetune.train import attention

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from test_train_common import tiny_recipe, write_recipe
+from support.train import tiny_recipe, write_recipe
 from writetune.train.logs import read_metrics
 from writetune.train.loop import train
 from writetune.train.recipe import recipe_from_dict

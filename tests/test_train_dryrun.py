@@ -15,7 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from test_train_common import tiny_recipe, write_recipe
+from support.train import tiny_recipe, write_recipe
 from writetune.cli import app
 from writetune.train import dryrun
 from writetune.train.loop import Trainer

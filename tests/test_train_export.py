@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train_common import tiny_recipe
+from support.train import tiny_recipe
 from writetune.models import load_model
 from writetune.prompt import token_ids
 from writetune.train.export import ExportError, export_gguf, export_merged

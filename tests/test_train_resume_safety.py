@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train_common import tiny_recipe
+from support.train import tiny_recipe
 from writetune.train import checkpoint as ckpt
 from writetune.train.loop import train
 from writetune.train.recipe import recipe_from_dict

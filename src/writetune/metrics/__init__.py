@@ -2,8 +2,10 @@
 
 Registry and public API: `get_metric(name)` returns a `Metric` (sari, gleu, m2, errant, em, bleu, self_bleu, ibleu,
 copy_rate; for open-ended instructions rouge_l, answer_words, empty_or_truncated and the four IFBench accuracies
-ifbench_{prompt,instruction}_{strict,loose}); `Metric.corpus_score(...)` scores lists of segments; `score_files(...)` scores files (what
-``writetune score`` calls). Every result is a `Score` (0-100 scale, components, optional bootstrap CI, signature).
+ifbench_{prompt,instruction}_{strict,loose}); `canonical_name` resolves aliases (``m2_f05``, ``errant_f05``, ...) and
+`higher_is_better` says which way each metric improves (`writetune.metrics.registry`). `Metric.corpus_score(...)`
+scores lists of segments; `score_files(...)` scores files (what ``writetune score`` calls). Every result is a
+`Score` (0-100 scale, components, optional bootstrap CI, `Signature`).
 Paired significance tests live in `writetune.metrics.significance`. How each metric is computed and validated:
 docs/metrics.md.
 """
@@ -11,74 +13,30 @@ docs/metrics.md.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from writetune.data.m2format import M2Document
-from writetune.metrics.base import (
-    DEFAULT_SEED,
-    Inputs,
-    Metric,
-    MetricInputError,
-    Score,
-    SegmentInputError,
-    SegmentStats,
-    make_inputs,
-)
 from writetune.metrics.answers import AnswerLength, EmptyOrTruncated
+from writetune.metrics.base import Inputs, Metric, MetricInputError, Score, SegmentInputError, make_inputs
 from writetune.metrics.bleu import Bleu, IBleu, SelfBleu
 from writetune.metrics.errant_f05 import ErrantF05
 from writetune.metrics.exact import CopyRate, ExactMatch
 from writetune.metrics.files import M2FormatError, parse_m2, read_m2, read_segments
 from writetune.metrics.gleu import Gleu
-from writetune.metrics.ifbench import ACCURACY_METRICS as IFBENCH_METRICS
 from writetune.metrics.m2 import M2Score
+from writetune.metrics.registry import available_metrics, canonical_name, get_metric, higher_is_better, metric_class
 from writetune.metrics.rouge import RougeL
 from writetune.metrics.sari import Sari
 from writetune.metrics.significance import (
+    DEFAULT_SEED,
     PairedResult,
     approximate_randomization,
     bootstrap_ci,
     paired_bootstrap,
 )
-
-_REGISTRY: dict[str, Callable[..., Metric]] = {
-    "sari": Sari,
-    "gleu": Gleu,
-    "m2": M2Score,
-    "errant": ErrantF05,
-    "em": ExactMatch,
-    "bleu": Bleu,
-    "self_bleu": SelfBleu,
-    "ibleu": IBleu,
-    "copy_rate": CopyRate,
-    "rouge_l": RougeL,
-    "answer_words": AnswerLength,
-    "empty_or_truncated": EmptyOrTruncated,
-    **IFBENCH_METRICS,
-}
-
-_ALIASES = {"exact_match": "em", "self-bleu": "self_bleu", "selfbleu": "self_bleu", "copy": "copy_rate",
-            "copy-rate": "copy_rate", "m2scorer": "m2", "maxmatch": "m2", "m2_f05": "m2", "errant_f05": "errant",
-            "rouge-l": "rouge_l", "rougel": "rouge_l"}
-
-
-def available_metrics() -> list[str]:
-    """Names accepted by `get_metric`."""
-    return list(_REGISTRY)
-
-
-def get_metric(name: str, **options: Any) -> Metric:
-    """A metric by name, with its options (e.g. ``get_metric("gleu", iterations=200)``)."""
-    key = name.strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in _REGISTRY:
-        raise MetricInputError(f"unknown metric {name!r}; choose one of: {', '.join(_REGISTRY)}")
-    try:
-        return _REGISTRY[key](**options)
-    except TypeError as err:
-        raise MetricInputError(f"{key}: bad option ({err})") from None
-
+from writetune.metrics.signature import Signature
+from writetune.metrics.stats import SegmentStats
 
 PathLike = str | os.PathLike[str]
 
@@ -108,9 +66,7 @@ def load_inputs(
     if gold is not None and len(hyps) != len(gold):
         raise MetricInputError(f"{hyp}: has {len(hyps)} lines but {m2} has {len(gold)} sentences")
     labels = {"hyp": str(hyp), "source": str(source), "refs": [str(r) for r in refs]}
-    inputs = make_inputs(hyps, sources=sources, refs=ref_lines, gold=gold, labels=labels)
-    metric.check_inputs(inputs)
-    return inputs
+    return metric.prepare_inputs(hyps, sources=sources, refs=ref_lines, gold=gold, labels=labels)
 
 
 def score_files(
@@ -135,10 +91,9 @@ def score_files(
         raise MetricInputError(f"bootstrap: the number of samples must be >= 0, got {bootstrap}")
     inputs = load_inputs(metric, hyp=hyp, source=source, refs=refs, m2=m2)
     try:
-        stats = metric.segment_stats(inputs)
+        return metric.score_inputs(inputs, bootstrap=bootstrap, seed=seed)[0]
     except SegmentInputError as err:
         raise MetricInputError(f"{hyp}:{err.index + 1}: {err.problem}") from None
-    return metric.score_stats(stats, n_refs=metric.n_refs(inputs), bootstrap=bootstrap, seed=seed)
 
 
 def compare_files(
@@ -189,12 +144,17 @@ __all__ = [
     "Score",
     "SegmentStats",
     "SelfBleu",
+    "Signature",
     "approximate_randomization",
     "available_metrics",
     "bootstrap_ci",
+    "canonical_name",
     "compare_files",
     "get_metric",
+    "higher_is_better",
     "load_inputs",
+    "make_inputs",
+    "metric_class",
     "paired_bootstrap",
     "parse_m2",
     "read_m2",

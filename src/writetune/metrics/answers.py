@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from writetune.metrics.base import Inputs, Metric, MetricInputError, SegmentStats, counts_matrix, version_tag
+from writetune.metrics.base import Inputs, Metric, MetricInputError
 from writetune.metrics.exact import ShareMetric
+from writetune.metrics.stats import SegmentStats, counts_matrix
 
 
 class AnswerLength(Metric):
@@ -22,6 +23,7 @@ class AnswerLength(Metric):
 
     name = "answer_words"
     label = "Words"
+    higher_is_better = None
 
     def segment_stats(self, inputs: Inputs) -> SegmentStats:
         words = np.array([len(hyp.split()) for hyp in inputs.hyps], dtype=np.float64)
@@ -33,12 +35,8 @@ class AnswerLength(Metric):
     def resampled_scores(self, stats: SegmentStats, indices: np.ndarray) -> np.ndarray:
         return (counts_matrix(indices, stats.n) @ stats["words"]) / stats.n
 
-    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
-        parts = [self.name, "unit:whitespace-words", "mean"]
-        if bootstrap:
-            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
-        parts.append(f"version:{version_tag()}")
-        return "|".join(parts)
+    def signature_fields(self, n_refs: int | None) -> dict[str, object]:
+        return {"unit": "whitespace-words", "mean": True}
 
 
 class EmptyOrTruncated(ShareMetric):
@@ -46,6 +44,7 @@ class EmptyOrTruncated(ShareMetric):
 
     name = "empty_or_truncated"
     label = "Empty/trunc. %"
+    higher_is_better = False
 
     def __init__(self, truncated: Sequence[bool] | None = None):
         self.truncated = None if truncated is None else [bool(t) for t in truncated]
@@ -63,6 +62,5 @@ class EmptyOrTruncated(ShareMetric):
         score, components = super().aggregate(stats)
         return score, {**components, "empty": int(stats["empty"].sum()), "truncated": int(stats["truncated"].sum())}
 
-    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
-        what = "empty-or-budget-reached" if self.truncated is not None else "empty-only(truncation-unknown)"
-        return self._signature(what, bootstrap, seed)
+    def compared(self, n_refs: int | None) -> str:
+        return "empty-or-budget-reached" if self.truncated is not None else "empty-only(truncation-unknown)"

@@ -1,10 +1,11 @@
-"""Shared machinery of the metrics: the `Score` result, per-segment statistics, the `Metric` base class and input
+"""Shared machinery of the metrics: the `Score` result, the aligned `Inputs`, the `Metric` base class and input
 errors.
 
 Every metric follows sacreBLEU's shape: it turns each segment into sufficient statistics (`SegmentStats`, numpy
-arrays whose first axis is the segment) and aggregates collected statistics into a corpus score. Bootstrap
-resampling and significance tests (`significance.py`) only re-aggregate resampled statistics, so they never redo
-tokenisation, edit extraction or n-gram counting.
+arrays whose first axis is the segment) and aggregates collected statistics into a corpus score; the path from
+inputs to statistics to a `Score` is `Metric.score_inputs`, written once here. Bootstrap resampling and significance
+tests (`significance.py`) only re-aggregate resampled statistics, so they never redo tokenisation, edit extraction
+or n-gram counting.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-DEFAULT_SEED = 12345
-"""Seed of the bootstrap and randomisation tests unless one is given (sacreBLEU's default too)."""
+from writetune.metrics.signature import Signature
+from writetune.metrics.significance import DEFAULT_SEED, bootstrap_ci
+from writetune.metrics.stats import SegmentStats
 
 
 class MetricInputError(ValueError):
@@ -96,63 +98,6 @@ def _jsonable(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class SegmentStats:
-    """Per-segment sufficient statistics: named numpy arrays that all have one row per segment.
-
-    `take` resamples segments (bootstrap), `concat` stacks two systems' statistics for the same segments
-    (randomisation tests pick, per segment, the row of one system or the other).
-    """
-
-    arrays: Mapping[str, np.ndarray]
-    n: int
-    meta: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name, arr in self.arrays.items():
-            if arr.shape[0] != self.n:
-                raise ValueError(f"statistics array {name!r} has {arr.shape[0]} rows for {self.n} segments")
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.arrays[name]
-
-    def take(self, indices: np.ndarray | Sequence[int]) -> SegmentStats:
-        idx = np.asarray(indices, dtype=np.int64)
-        return SegmentStats({k: v[idx] for k, v in self.arrays.items()}, len(idx), self.meta)
-
-    def concat(self, other: SegmentStats) -> SegmentStats:
-        """Rows of `self` then rows of `other` (segment i of `other` becomes row n + i)."""
-        if set(self.arrays) != set(other.arrays):
-            raise ValueError("cannot combine statistics of different metrics")
-        out = {}
-        for name, a in self.arrays.items():
-            b = other.arrays[name]
-            if a.shape[1:] != b.shape[1:]:
-                raise ValueError(
-                    f"statistics {name!r} differ in shape ({a.shape[1:]} vs {b.shape[1:]}): "
-                    "were the two systems scored against the same references?"
-                )
-            out[name] = np.concatenate([a, b], axis=0)
-        return SegmentStats(out, self.n + other.n, self.meta)
-
-
-def counts_matrix(indices: np.ndarray, n: int) -> np.ndarray:
-    """For resampled index rows ``indices[b]`` return how often each segment was drawn: shape (B, n), float64."""
-    indices = np.atleast_2d(np.asarray(indices, dtype=np.int64))
-    n_rows = indices.shape[0]
-    flat = (indices + (np.arange(n_rows, dtype=np.int64) * n)[:, None]).ravel()
-    return np.bincount(flat, minlength=n_rows * n).reshape(n_rows, n).astype(np.float64)
-
-
-def f_beta(p: float, r: float, beta: float) -> float:
-    """F-beta from precision and recall, 0 when both are 0."""
-    b2 = beta * beta
-    return (1.0 + b2) * p * r / (b2 * p + r) if (b2 * p + r) else 0.0
-
-
-@dataclass(frozen=True)
 class Inputs:
     """Aligned metric inputs. `refs[k][i]` is reference k of segment i; `gold` is a parsed M2 document."""
 
@@ -165,12 +110,15 @@ class Inputs:
 class Metric(ABC):
     """A corpus metric: per-segment statistics plus an aggregation into a 0-100 score.
 
-    Subclasses set the class attributes, implement `segment_stats` and `aggregate`, and may override
-    `resampled_scores` with a vectorised version (the default re-aggregates each resample).
+    Subclasses set the class attributes, implement `segment_stats`, `aggregate` and `signature_fields`, and may
+    override `resampled_scores` with a vectorised version (the default re-aggregates each resample).
+    `higher_is_better` says which way a score improves: True for most metrics, False where lower is better
+    (self-BLEU, the share of empty or truncated answers), None for descriptions that are neither (answer length).
     """
 
     name: ClassVar[str]
     label: ClassVar[str]
+    higher_is_better: ClassVar[bool | None] = True
     needs_source: ClassVar[bool] = False
     needs_refs: ClassVar[bool] = False
     accepts_refs: ClassVar[bool] = False
@@ -186,8 +134,17 @@ class Metric(ABC):
         """Corpus score (0-100) and components from collected statistics."""
 
     @abstractmethod
+    def signature_fields(self, n_refs: int | None) -> dict[str, object]:
+        """The metric's own signature fields, in order (implementation, tokenisation, references, options); a True
+        value is a flag, written as its key alone."""
+
+    def signature_versions(self) -> tuple[str, ...]:
+        """Versions of the scoring packages the metric delegates to, written after writetune's own."""
+        return ()
+
     def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
-        """Signature string: metric, implementation, tokenisation, #refs, seed, version."""
+        """Signature string: metric, its own fields, the bootstrap and its seed, versions (see `Signature`)."""
+        return Signature(self.name, self.signature_fields(n_refs), bootstrap, seed, self.signature_versions()).format()
 
     def resampled_scores(self, stats: SegmentStats, indices: np.ndarray) -> np.ndarray:
         """Scores of the corpora given by each row of `indices` (segment indices into `stats`)."""
@@ -231,10 +188,30 @@ class Metric(ABC):
 
         `labels` names the inputs in error messages (file paths: ``{"hyp": path, "source": path, "refs": [...]}``).
         """
+        inputs = self.prepare_inputs(hyps, sources=sources, refs=refs, gold=gold, labels=labels)
+        return self.score_inputs(inputs, bootstrap=bootstrap, seed=seed)[0]
+
+    def prepare_inputs(
+        self,
+        hyps: Sequence[str],
+        *,
+        sources: Sequence[str] | None = None,
+        refs: Sequence[Sequence[str]] | None = None,
+        gold: Any = None,
+        labels: Mapping[str, Any] | None = None,
+    ) -> Inputs:
+        """Aligned inputs (`make_inputs`) that also meet this metric's requirements (`check_inputs`)."""
         inputs = make_inputs(hyps, sources=sources, refs=refs, gold=gold, labels=labels)
         self.check_inputs(inputs)
+        return inputs
+
+    def score_inputs(
+        self, inputs: Inputs, *, bootstrap: int = 0, seed: int | None = None
+    ) -> tuple[Score, SegmentStats]:
+        """The path from prepared inputs to a score, written once: their statistics, aggregated into a `Score`
+        (with a bootstrap interval when `bootstrap` > 0). The statistics come back too, for paired tests."""
         stats = self.segment_stats(inputs)
-        return self.score_stats(stats, n_refs=self.n_refs(inputs), bootstrap=bootstrap, seed=seed)
+        return self.score_stats(stats, n_refs=self.n_refs(inputs), bootstrap=bootstrap, seed=seed), stats
 
     def score_stats(
         self, stats: SegmentStats, *, n_refs: int | None = None, bootstrap: int = 0, seed: int | None = None
@@ -245,8 +222,6 @@ class Metric(ABC):
             n_refs = self.stats_n_refs(stats)
         ci = None
         if bootstrap:
-            from writetune.metrics.significance import bootstrap_ci
-
             seed = DEFAULT_SEED if seed is None else seed
             ci = bootstrap_ci(self, stats, n_samples=bootstrap, seed=seed)
         return Score(
@@ -308,8 +283,3 @@ def make_inputs(
         raise MetricInputError(f"{hyp_label}: has {n} segments but {gold_label} has {len(gold)} sentences")
     return Inputs(hyps=hyps, sources=src_list, refs=ref_list, gold=gold)
 
-
-def version_tag() -> str:
-    from writetune import __version__
-
-    return f"writetune-{__version__}"

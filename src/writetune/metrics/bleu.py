@@ -18,14 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from writetune.metrics.base import Inputs, Metric, SegmentStats, counts_matrix, version_tag
-from writetune.metrics.sari import normalize
+from writetune.metrics.base import Inputs, Metric
+from writetune.metrics.sari import normalize, sacrebleu_version
+from writetune.metrics.stats import SegmentStats, counts_matrix
 
 DEFAULT_IBLEU_ALPHA = 0.8
 
 
 def _sacrebleu_bleu():
-    from sacrebleu.metrics.bleu import BLEU
+    from sacrebleu.metrics.bleu import BLEU  # sacreBLEU loads on first use, so importing the metrics stays cheap
 
     return BLEU(lowercase=False, force=True, tokenize="none", smooth_method="exp")
 
@@ -34,15 +35,9 @@ def _sacrebleu_bleu():
 def _scorer_with_references(refs: tuple[tuple[str, ...], ...]):
     """A sacreBLEU BLEU holding the pre-processed references (n-grams, lengths), so that several systems scored
     against the same references pay for that once. Keyed by the normalized reference streams themselves."""
-    from sacrebleu.metrics.bleu import BLEU
+    from sacrebleu.metrics.bleu import BLEU  # loaded on first use, as above
 
     return BLEU(lowercase=False, force=True, tokenize="none", smooth_method="exp", references=[list(r) for r in refs])
-
-
-def _sacrebleu_version() -> str:
-    import sacrebleu
-
-    return sacrebleu.__version__
 
 
 class _BleuStats:
@@ -79,24 +74,31 @@ class _BleuStats:
             "ref_len": bleu_score.ref_len,
         }
 
-    def signature_parts(self) -> list[str]:
-        return [
-            "impl:sacrebleu-BLEU(easse corpus_bleu semantics)",
-            f"case:{'lc' if self.lowercase else 'mixed'}",
-            f"tok:{self.tokenizer}",
-            "smooth:exp",
-        ]
+    def signature_fields(self) -> dict[str, object]:
+        return {
+            "impl": "sacrebleu-BLEU(easse corpus_bleu semantics)",
+            "case": "lc" if self.lowercase else "mixed",
+            "tok": self.tokenizer,
+            "smooth": "exp",
+        }
 
 
-class Bleu(Metric):
+class _SacreBleuMetric(Metric):
+    """A metric scored with sacreBLEU's BLEU on EASSE-normalised text (`stats`); its signature names sacreBLEU."""
+
+    def __init__(self, lowercase: bool = True, tokenizer: str = "13a"):
+        self.stats = _BleuStats(lowercase, tokenizer)
+
+    def signature_versions(self) -> tuple[str, ...]:
+        return (sacrebleu_version(),)
+
+
+class Bleu(_SacreBleuMetric):
     """Corpus BLEU against the references (EASSE's normalisation)."""
 
     name = "bleu"
     label = "BLEU"
     needs_refs = True
-
-    def __init__(self, lowercase: bool = True, tokenizer: str = "13a"):
-        self.stats = _BleuStats(lowercase, tokenizer)
 
     def segment_stats(self, inputs: Inputs) -> SegmentStats:
         return SegmentStats(
@@ -110,23 +112,17 @@ class Bleu(Metric):
     def resampled_scores(self, stats: SegmentStats, indices: np.ndarray) -> np.ndarray:
         return self.stats.scores(counts_matrix(indices, stats.n) @ stats["bleu"].astype(np.float64))
 
-    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
-        parts = ["bleu", *self.stats.signature_parts(), f"nrefs:{n_refs}"]
-        if bootstrap:
-            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
-        parts.append(f"version:{version_tag()}+sacrebleu-{_sacrebleu_version()}")
-        return "|".join(parts)
+    def signature_fields(self, n_refs: int | None) -> dict[str, object]:
+        return {**self.stats.signature_fields(), "nrefs": n_refs}
 
 
-class SelfBleu(Metric):
+class SelfBleu(_SacreBleuMetric):
     """BLEU of the outputs against their source (copying; lower = more diverse)."""
 
     name = "self_bleu"
     label = "self-BLEU"
+    higher_is_better = False
     needs_source = True
-
-    def __init__(self, lowercase: bool = True, tokenizer: str = "13a"):
-        self.stats = _BleuStats(lowercase, tokenizer)
 
     def n_refs(self, inputs: Inputs) -> int | None:
         return None
@@ -137,15 +133,11 @@ class SelfBleu(Metric):
     aggregate = Bleu.aggregate
     resampled_scores = Bleu.resampled_scores
 
-    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
-        parts = ["self_bleu", *self.stats.signature_parts(), "refs:source"]
-        if bootstrap:
-            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
-        parts.append(f"version:{version_tag()}+sacrebleu-{_sacrebleu_version()}")
-        return "|".join(parts)
+    def signature_fields(self, n_refs: int | None) -> dict[str, object]:
+        return {**self.stats.signature_fields(), "refs": "source"}
 
 
-class IBleu(Metric):
+class IBleu(_SacreBleuMetric):
     """iBLEU = alpha * BLEU(output, refs) - (1 - alpha) * BLEU(output, source)."""
 
     name = "ibleu"
@@ -156,8 +148,8 @@ class IBleu(Metric):
     def __init__(self, alpha: float = DEFAULT_IBLEU_ALPHA, lowercase: bool = True, tokenizer: str = "13a"):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"ibleu: alpha must be in [0, 1], got {alpha}")
+        super().__init__(lowercase, tokenizer)
         self.alpha = alpha
-        self.stats = _BleuStats(lowercase, tokenizer)
 
     def segment_stats(self, inputs: Inputs) -> SegmentStats:
         return SegmentStats(
@@ -181,9 +173,5 @@ class IBleu(Metric):
         self_bleu = self.stats.scores(counts @ stats["self_bleu"].astype(np.float64))
         return self.alpha * bleu - (1.0 - self.alpha) * self_bleu
 
-    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
-        parts = ["ibleu", f"alpha:{self.alpha:g}", *self.stats.signature_parts(), f"nrefs:{n_refs}+source"]
-        if bootstrap:
-            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
-        parts.append(f"version:{version_tag()}+sacrebleu-{_sacrebleu_version()}")
-        return "|".join(parts)
+    def signature_fields(self, n_refs: int | None) -> dict[str, object]:
+        return {"alpha": f"{self.alpha:g}", **self.stats.signature_fields(), "nrefs": f"{n_refs}+source"}

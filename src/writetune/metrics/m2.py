@@ -18,12 +18,14 @@ every annotator, so resampling re-runs only the annotator choice.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from writetune.data.m2format import M2Document, M2Sentence
-from writetune.metrics.base import Inputs, Metric, MetricInputError, SegmentInputError, SegmentStats, version_tag
+from writetune.metrics.annotators import AnnotatorChoiceMetric, Counts
+from writetune.metrics.base import Inputs, MetricInputError
+from writetune.metrics.stats import SegmentStats
 
 INF = float("inf")
 EPSILON = 0.001
@@ -40,11 +42,35 @@ MAX_LATTICE_STEPS = 4_000_000  # arc pairs looked at while adding transitive arc
 class LatticeTooLarge(ValueError):
     """One sentence's edit lattice would exceed the bounds above; the message says which and by how much."""
 
-# An edit as the scorer represents it: (kind, start, end, original, correction, unchanged_words).
-Edit = tuple[str, int, int, str, str, int]
+
+class Edit(NamedTuple):
+    """An edit as the scorer represents it: its kind (``noop``, ``sub``, ``del`` or ``ins``), the source token span
+    it replaces, the original and corrected text, and how many unchanged source tokens it spans."""
+
+    kind: str
+    start: int
+    end: int
+    original: str
+    correction: str
+    unchanged: int
+
+
+class GoldEdit(NamedTuple):
+    """A gold edit as the scorer reads it: source token span, the original text and the accepted corrections."""
+
+    start: int
+    end: int
+    original: str
+    corrections: list[str]
+
+    def matches(self, edit: Edit) -> bool:
+        """The scorer's test: same span and original text, and the correction is one of the accepted ones."""
+        return (edit.start == self.start and edit.end == self.end and edit.original == self.original
+                and edit.correction in self.corrections)
+
+
 Vertex = tuple[int, int]
 Arc = tuple[Vertex, Vertex]
-GoldEdit = tuple[int, int, str, list[str]]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -67,7 +93,7 @@ def gold_edits_by_annotator(sentence: M2Sentence) -> dict[int, list[GoldEdit]]:
             continue
         corrections = [c.strip() if c != "-NONE-" else "" for c in edit.correction.split("||")]
         original = " ".join(tokens[edit.start : edit.end])
-        edits.append((edit.start, edit.end, original, corrections))
+        edits.append(GoldEdit(edit.start, edit.end, original, corrections))
     if not out:
         out[0] = []
     return out
@@ -139,38 +165,37 @@ def _arc_edit(arc: Arc, src: list[str], hyp: list[str], first_row_insert_at_zero
     (i0, j0), (i1, j1) = arc
     if i1 == i0 + 1 and j1 == j0 + 1:
         a, b = src[i0], hyp[j0]
-        return ("noop", i0, i1, a, b, 1) if a == b else ("sub", i0, i1, a, b, 0)
+        return Edit("noop", i0, i1, a, b, 1) if a == b else Edit("sub", i0, i1, a, b, 0)
     if i1 == i0 + 1:
-        return ("del", i0, i1, src[i0], "", 0)
+        return Edit("del", i0, i1, src[i0], "", 0)
     if i0 == 0 and not first_row_insert_at_zero:
-        return ("ins", j0, j0, "", hyp[j0], 0)
-    return ("ins", i0, i0, "", hyp[j0], 0)
+        return Edit("ins", j0, j0, "", hyp[j0], 0)
+    return Edit("ins", i0, i0, "", hyp[j0], 0)
 
 
 def _merge_edits(e1: Edit, e2: Edit) -> Edit:
     """Combine two adjacent edits into one, as the scorer's transitive arcs do."""
-    k1, k2 = e1[0], e2[0]
-    start, end, unchanged = e1[1], e2[2], e1[5] + e2[5]
+    k1, k2 = e1.kind, e2.kind
+    start, end, unchanged = e1.start, e2.end, e1.unchanged + e2.unchanged
     if k1 == "ins":
         if k2 == "ins":
-            return ("ins", start, end, "", e1[4] + " " + e2[4], unchanged)
+            return Edit("ins", start, end, "", e1.correction + " " + e2.correction, unchanged)
         if k2 == "del":
-            return ("sub", start, end, e2[3], e1[4], unchanged)
-        return ("sub", start, end, e2[3], e1[4] + " " + e2[4], unchanged)  # sub or noop
+            return Edit("sub", start, end, e2.original, e1.correction, unchanged)
+        return Edit("sub", start, end, e2.original, e1.correction + " " + e2.correction, unchanged)  # sub or noop
     if k1 == "del":
         if k2 == "ins":
-            return ("sub", start, end, e1[3], e2[4], unchanged)
+            return Edit("sub", start, end, e1.original, e2.correction, unchanged)
         if k2 == "del":
-            return ("del", start, end, e1[3] + " " + e2[3], "", unchanged)
-        return ("sub", start, end, e1[3] + " " + e2[3], e2[4], unchanged)  # sub or noop
+            return Edit("del", start, end, e1.original + " " + e2.original, "", unchanged)
+        return Edit("sub", start, end, e1.original + " " + e2.original, e2.correction, unchanged)  # sub or noop
     # e1 is sub or noop
+    original, correction = e1.original + " " + e2.original, e1.correction + " " + e2.correction
     if k2 == "ins":
-        return ("sub", start, end, e1[3], e1[4] + " " + e2[4], unchanged)
+        return Edit("sub", start, end, e1.original, correction, unchanged)
     if k2 == "del":
-        return ("sub", start, end, e1[3] + " " + e2[3], e1[4], unchanged)
-    if k1 == "noop" and k2 == "noop":
-        return ("noop", start, end, e1[3] + " " + e2[3], e1[4] + " " + e2[4], unchanged)
-    return ("sub", start, end, e1[3] + " " + e2[3], e1[4] + " " + e2[4], unchanged)
+        return Edit("sub", start, end, original, e1.correction, unchanged)
+    return Edit("noop" if k1 == "noop" and k2 == "noop" else "sub", start, end, original, correction, unchanged)
 
 
 class Lattice:
@@ -220,7 +245,7 @@ class Lattice:
                     key = (vi, vj)
                     if dik + dkj < dist.get(key, INF):
                         eij = _merge_edits(eik, edits[(vk, vj)])
-                        if eij[5] <= max_unchanged_words:
+                        if eij.unchanged <= max_unchanged_words:
                             if len(arcs) >= MAX_LATTICE_ARCS:
                                 raise LatticeTooLarge(self._too_large(src, hyp, f"{MAX_LATTICE_ARCS:,} arcs"))
                             arcs.append(key)
@@ -238,7 +263,7 @@ class Lattice:
                 # A later duplicate of an arc removed above (the reference scorer raises KeyError here).
                 del arcs[i]
                 continue
-            if edit[0] == "noop" and dist[arc] > 1:
+            if edit.kind == "noop" and dist[arc] > 1:
                 arcs.remove(arc)
                 dist[arc] = INF
                 del edits[arc]
@@ -260,10 +285,10 @@ class Lattice:
         groups: dict[tuple[int, int], list[Arc]] = {}
         for arc in arcs:
             e = edits[arc]
-            groups.setdefault((e[1], e[2]), []).append(arc)
+            groups.setdefault((e.start, e.end), []).append(arc)
         gold_groups: dict[tuple[int, int], list[GoldEdit]] = {}
         for g in gold:
-            gold_groups.setdefault((g[0], g[1]), []).append(g)
+            gold_groups.setdefault((g.start, g.end), []).append(g)
         negative = -len(arcs)
         for key in sorted(groups):
             group = sorted(groups[key])
@@ -278,8 +303,7 @@ class Lattice:
                     matched = False
                     order = range(g_lptr, g_rptr + 1) if cur == lptr else reversed(range(g_lptr, g_rptr + 1))
                     for gi in order:
-                        g = golds[gi]
-                        if e[1] == g[0] and e[2] == g[1] and e[3] == g[2] and e[4] in g[3]:
+                        if golds[gi].matches(e):
                             matched = True
                             weights[arc] = negative
                             if cur == lptr:
@@ -287,7 +311,7 @@ class Lattice:
                             else:
                                 g_rptr = gi - 1
                             break
-                    if not matched and e[0] != "noop":
+                    if not matched and e.kind != "noop":
                         weights[arc] += EPSILON
                     if matched:
                         if cur == lptr:
@@ -313,16 +337,17 @@ class Lattice:
                     e = edits[arc]
                     matched = False
                     for g in golds:
-                        if e[1] == g[0] and e[2] == g[1] and e[3] == g[2] and e[4] in g[3]:
+                        if g.matches(e):
                             matched = True
                             weights[arc] = negative
                             break
-                    if not matched and e[0] != "noop":
+                    if not matched and e.kind != "noop":
                         weights[arc] += EPSILON
         return weights
 
-    def best_edit_sequence(self, weights: dict[Arc, float]) -> list[tuple[int, int, str, str]]:
-        """Shortest path (Bellman-Ford in the scorer's arc order), as edits from the sentence end backwards."""
+    def best_edit_sequence(self, weights: dict[Arc, float]) -> list[Edit]:
+        """Shortest path (Bellman-Ford in the scorer's arc order): its edits other than noops, from the sentence
+        end backwards."""
         vertices, arcs = self.vertices, self.arcs
         distance = dict.fromkeys(vertices, INF)
         distance[(0, 0)] = 0
@@ -343,20 +368,19 @@ class Lattice:
         while v in path:
             u = path[v]
             e = self.edits[(u, v)]
-            if e[0] != "noop":
-                sequence.append((e[1], e[2], e[3], e[4]))
+            if e.kind != "noop":
+                sequence.append(e)
             v = u
         return sequence
 
 
-def match_sequence(edit_seq: list[tuple[int, int, str, str]], gold: list[GoldEdit]) -> int:
+def match_sequence(edit_seq: list[Edit], gold: list[GoldEdit]) -> int:
     """Correct edits: scan gold edits in M2 order from the last match on; an edit counts once per equal gold edit."""
     correct = 0
     last = 0
     for e in reversed(edit_seq):
         for gi in range(last, len(gold)):
-            g = gold[gi]
-            if e[0] == g[0] and e[1] == g[1] and e[2] == g[2] and e[3] in g[3]:
+            if gold[gi].matches(e):
                 correct += 1
                 last = gi + 1
     return correct
@@ -366,10 +390,10 @@ def _equals_ignore_whitespace_casing(a: str, b: str) -> bool:
     return a.replace(" ", "").lower() == b.replace(" ", "").lower()
 
 
-def unaligned_counts(golds: dict[int, list[GoldEdit]]) -> list[tuple[int, tuple[int, int, int]]]:
+def unaligned_counts(golds: dict[int, list[GoldEdit]]) -> list[Counts]:
     """The counts of a sentence whose hypothesis MaxMatch cannot align within the lattice bounds (it shares too
     little with its source): the whole rewrite is one proposed edit, and it is not correct."""
-    return [(annotator, (0, 1, len(golds[annotator]))) for annotator in sorted(golds)]
+    return [(0, 1, len(golds[annotator])) for annotator in sorted(golds)]
 
 
 def sentence_counts(
@@ -379,21 +403,21 @@ def sentence_counts(
     max_unchanged_words: int = 2,
     ignore_whitespace_casing: bool = False,
     first_row_insert_at_zero: bool = True,
-) -> list[tuple[int, tuple[int, int, int]]]:
-    """(annotator, (correct, proposed, gold)) for every annotator of one sentence, annotators in id order."""
+) -> list[Counts]:
+    """(correct, proposed, gold) for every annotator of one sentence, annotators in id order."""
     src = source.split()
     hyp = hypothesis.split()
     if src == hyp:
         # The only optimal alignment is the diagonal of noops, so the scorer proposes nothing.
-        return [(annotator, (0, 0, len(golds[annotator]))) for annotator in sorted(golds)]
+        return [(0, 0, len(golds[annotator])) for annotator in sorted(golds)]
     lattice = Lattice(src, hyp, max_unchanged_words, first_row_insert_at_zero)
     out = []
     for annotator in sorted(golds):
         gold = golds[annotator]
         seq = lattice.best_edit_sequence(lattice.weights(gold))
         if ignore_whitespace_casing:
-            seq = [e for e in seq if not _equals_ignore_whitespace_casing(e[2], e[3])]
-        out.append((annotator, (match_sequence(seq, gold), len(seq), len(gold))))
+            seq = [e for e in seq if not _equals_ignore_whitespace_casing(e.original, e.correction)]
+        out.append((match_sequence(seq, gold), len(seq), len(gold)))
     return out
 
 
@@ -474,7 +498,7 @@ def choose_annotators_many(cand: np.ndarray, valid: np.ndarray, indices: np.ndar
     return totals
 
 
-class M2Score(Metric):
+class M2Score(AnnotatorChoiceMetric):
     """M2 F0.5 (MaxMatch), faithful to the CoNLL-2014 M2 scorer."""
 
     name = "m2"
@@ -503,7 +527,7 @@ class M2Score(Metric):
 
     def segment_stats(self, inputs: Inputs) -> SegmentStats:
         per_sentence = []
-        for index, (hyp, sentence) in enumerate(zip(inputs.hyps, inputs.gold)):
+        for hyp, sentence in zip(inputs.hyps, inputs.gold):
             golds = gold_edits_by_annotator(sentence)
             try:
                 counts = sentence_counts(
@@ -519,28 +543,14 @@ class M2Score(Metric):
             per_sentence.append(counts)
         return self.stats_from_counts(per_sentence)
 
-    @staticmethod
-    def stats_from_counts(per_sentence: list[list[tuple[int, tuple[int, int, int]]]]) -> SegmentStats:
-        width = max(len(s) for s in per_sentence)
-        cand = np.zeros((len(per_sentence), width, 3), dtype=np.int64)
-        valid = np.zeros((len(per_sentence), width), dtype=bool)
-        for i, rows in enumerate(per_sentence):
-            for a, (_, counts) in enumerate(rows):
-                cand[i, a] = counts
-                valid[i, a] = True
-        return SegmentStats({"cand": cand, "valid": valid}, len(per_sentence))
-
-    def stats_n_refs(self, stats: SegmentStats) -> int | None:
-        return int(stats["valid"].sum(axis=1).max(initial=0))
-
-    def _totals(self, stats: SegmentStats) -> tuple[float, float, float]:
-        cand, valid = stats["cand"], stats["valid"]
-        if valid.sum(axis=1).max(initial=0) <= 1:
-            return tuple(float(x) for x in (cand * valid[..., None]).sum(axis=(0, 1)))
+    def choose(self, cand: np.ndarray, valid: np.ndarray) -> tuple[float, float, float]:
         return choose_annotators(cand, valid, self.beta)
 
+    def choose_many(self, cand: np.ndarray, valid: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        return choose_annotators_many(cand.astype(np.float64), valid, indices, self.beta)
+
     def aggregate(self, stats: SegmentStats) -> tuple[float, dict[str, Any]]:
-        correct, proposed, gold = self._totals(stats)
+        correct, proposed, gold = (float(x) for x in self.totals(stats))
         p, r, f = prf(correct, proposed, gold, self.beta)
         return 100.0 * f, {
             "P": 100.0 * p,
@@ -551,16 +561,7 @@ class M2Score(Metric):
             "gold": int(gold),
         }
 
-    def resampled_scores(self, stats: SegmentStats, indices: np.ndarray) -> np.ndarray:
-        indices = np.atleast_2d(indices)
-        cand = stats["cand"].astype(np.float64)
-        valid = stats["valid"]
-        if valid.sum(axis=1).max(initial=0) <= 1:
-            from writetune.metrics.base import counts_matrix
-
-            totals = counts_matrix(indices, stats.n) @ (cand * valid[..., None]).sum(axis=1)
-        else:
-            totals = choose_annotators_many(cand, valid, indices, self.beta)
+    def f_scores(self, totals: np.ndarray) -> np.ndarray:
         c, p, g = totals[:, 0], totals[:, 1], totals[:, 2]
         b2 = self.beta * self.beta
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -570,17 +571,12 @@ class M2Score(Metric):
             f = np.where(den > 0, (1.0 + b2) * prec * rec / den, 0.0)
         return 100.0 * f
 
-    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
-        parts = [
-            "m2",
-            "impl:maxmatch(m2scorer-3.2 semantics)",
-            "tok:whitespace(pre-tokenized)",
-            f"annotators:{n_refs if n_refs is not None else '?'}",
-            f"beta:{self.beta:g}",
-            f"max_unchanged:{self.max_unchanged_words}",
-            f"ws_case:{'ignored' if self.ignore_whitespace_casing else 'kept'}",
-        ]
-        if bootstrap:
-            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
-        parts.append(f"version:{version_tag()}")
-        return "|".join(parts)
+    def signature_fields(self, n_refs: int | None) -> dict[str, object]:
+        return {
+            "impl": "maxmatch(m2scorer-3.2 semantics)",
+            "tok": "whitespace(pre-tokenized)",
+            "annotators": n_refs if n_refs is not None else "?",
+            "beta": f"{self.beta:g}",
+            "max_unchanged": self.max_unchanged_words,
+            "ws_case": "ignored" if self.ignore_whitespace_casing else "kept",
+        }

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from writetune.metrics.base import Inputs, Metric, SegmentStats, counts_matrix, version_tag
+from writetune.metrics.base import Inputs, Metric
+from writetune.metrics.stats import SegmentStats, counts_matrix
 
 
 class RougeL(Metric):
@@ -28,7 +29,7 @@ class RougeL(Metric):
         self.use_stemmer = use_stemmer
 
     def segment_stats(self, inputs: Inputs) -> SegmentStats:
-        from rouge_score import rouge_scorer
+        from rouge_score import rouge_scorer  # rouge-score pulls in NLTK and absl; only ROUGE-L needs them
 
         scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=self.use_stemmer)
         scores = []
@@ -43,10 +44,6 @@ class RougeL(Metric):
     def resampled_scores(self, stats: SegmentStats, indices: np.ndarray) -> np.ndarray:
         return 100.0 * (counts_matrix(indices, stats.n) @ stats["f"]) / stats.n
 
-    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
-        parts = [self.name, f"impl:rouge-score-{version('rouge-score')}", "measure:f",
-                 f"stemmer:{'porter' if self.use_stemmer else 'none'}", f"refs:{n_refs}:max"]
-        if bootstrap:
-            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
-        parts.append(f"version:{version_tag()}")
-        return "|".join(parts)
+    def signature_fields(self, n_refs: int | None) -> dict[str, object]:
+        return {"impl": f"rouge-score-{version('rouge-score')}", "measure": "f",
+                "stemmer": "porter" if self.use_stemmer else "none", "refs": f"{n_refs}:max"}

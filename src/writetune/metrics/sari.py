@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from writetune.metrics.base import Inputs, Metric, SegmentStats, counts_matrix, version_tag
+from writetune.metrics.base import Inputs, Metric
+from writetune.metrics.stats import SegmentStats, counts_matrix
 
 NGRAM_ORDER = 4
-OPERATIONS = ("add", "keep", "del")
 
 
 @lru_cache(maxsize=1)
 def _tokenizer_13a():
-    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a  # sacreBLEU loads on first use (see bleu.py)
 
     return Tokenizer13a()
 
@@ -152,22 +152,21 @@ class Sari(Metric):
         totals = counts_matrix(indices, stats.n) @ stats["ngrams"].astype(np.float64)
         return self._from_totals(totals).sum(axis=-1) / 3
 
-    def signature(self, n_refs: int | None, bootstrap: int = 0, seed: int | None = None) -> str:
-        parts = [
-            "sari",
-            "impl:easse-corpus_sari(6a4352e semantics)",
-            f"case:{'lc' if self.lowercase else 'mixed'}",
-            f"tok:{self.tokenizer}",
-            f"nrefs:{n_refs}",
-            f"del:{'f1' if self.use_f1_for_deletion else 'precision'}",
-        ]
-        if bootstrap:
-            parts.append(f"bootstrap:{bootstrap}|seed:{seed}")
-        parts.append(f"version:{version_tag()}+sacrebleu-{_sacrebleu_version()}")
-        return "|".join(parts)
+    def signature_fields(self, n_refs: int | None) -> dict[str, object]:
+        return {
+            "impl": "easse-corpus_sari(6a4352e semantics)",
+            "case": "lc" if self.lowercase else "mixed",
+            "tok": self.tokenizer,
+            "nrefs": n_refs,
+            "del": "f1" if self.use_f1_for_deletion else "precision",
+        }
+
+    def signature_versions(self) -> tuple[str, ...]:
+        return (sacrebleu_version(),)
 
 
-def _sacrebleu_version() -> str:
-    import sacrebleu
+def sacrebleu_version() -> str:
+    """The installed sacreBLEU (its 13a tokenizer and BLEU), as signatures name it."""
+    import sacrebleu  # loaded on first use
 
-    return sacrebleu.__version__
+    return f"sacrebleu-{sacrebleu.__version__}"

@@ -15,33 +15,51 @@ The random generator is numpy's PCG64 seeded with `seed` (12345 unless given), s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
-from writetune.metrics.base import DEFAULT_SEED, Metric, SegmentStats
+from writetune.metrics.stats import SegmentStats
+
+DEFAULT_SEED = 12345
+"""Seed of the bootstrap and randomisation tests unless one is given (sacreBLEU's default too)."""
 
 _CELLS_PER_CHUNK = 4_000_000
+
+
+class ResamplableMetric(Protocol):
+    """What resampling needs of a metric (`writetune.metrics.base.Metric` has it): its name, its aggregation of
+    collected statistics, and the scores of many resampled corpora at once."""
+
+    name: str
+
+    def aggregate(self, stats: SegmentStats) -> tuple[float, dict[str, Any]]: ...
+
+    def resampled_scores(self, stats: SegmentStats, indices: np.ndarray) -> np.ndarray: ...
 
 
 def _chunk_rows(n: int) -> int:
     return max(1, _CELLS_PER_CHUNK // max(n, 1))
 
 
+def _resample_indices(rng: np.random.Generator, n: int, n_samples: int) -> Iterator[tuple[int, np.ndarray]]:
+    """`n_samples` bootstrap resamples of `n` segments, drawn in chunks of at most 4M indices: (first row, rows)."""
+    step = _chunk_rows(n)
+    for start in range(0, n_samples, step):
+        yield start, rng.integers(0, n, size=(min(step, n_samples - start), n))
+
+
 def bootstrap_scores(
-    metric: Metric, stats: SegmentStats, n_samples: int = 1000, seed: int = DEFAULT_SEED
+    metric: ResamplableMetric, stats: SegmentStats, n_samples: int = 1000, seed: int = DEFAULT_SEED
 ) -> np.ndarray:
     """Corpus scores of `n_samples` bootstrap resamples of the segments."""
     if n_samples < 1:
         raise ValueError(f"bootstrap: the number of samples must be >= 1, got {n_samples}")
-    rng = np.random.default_rng(seed)
-    n = stats.n
     out = np.empty(n_samples)
-    step = _chunk_rows(n)
-    for start in range(0, n_samples, step):
-        rows = min(step, n_samples - start)
-        indices = rng.integers(0, n, size=(rows, n))
-        out[start : start + rows] = metric.resampled_scores(stats, indices)
+    for start, indices in _resample_indices(np.random.default_rng(seed), stats.n, n_samples):
+        out[start : start + len(indices)] = metric.resampled_scores(stats, indices)
     return out
 
 
@@ -52,7 +70,7 @@ def percentile_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[
 
 
 def bootstrap_ci(
-    metric: Metric,
+    metric: ResamplableMetric,
     stats: SegmentStats,
     n_samples: int = 1000,
     seed: int = DEFAULT_SEED,
@@ -89,7 +107,7 @@ def _check_pair(stats_a: SegmentStats, stats_b: SegmentStats) -> None:
 
 
 def paired_bootstrap(
-    metric: Metric,
+    metric: ResamplableMetric,
     stats_a: SegmentStats,
     stats_b: SegmentStats,
     n_samples: int = 1000,
@@ -101,14 +119,9 @@ def paired_bootstrap(
     score_a = metric.aggregate(stats_a)[0]
     score_b = metric.aggregate(stats_b)[0]
     observed = score_b - score_a
-    rng = np.random.default_rng(seed)
-    n = stats_a.n
     deltas = np.empty(n_samples)
-    step = _chunk_rows(n)
-    for start in range(0, n_samples, step):
-        rows = min(step, n_samples - start)
-        indices = rng.integers(0, n, size=(rows, n))
-        deltas[start : start + rows] = metric.resampled_scores(stats_b, indices) - metric.resampled_scores(
+    for start, indices in _resample_indices(np.random.default_rng(seed), stats_a.n, n_samples):
+        deltas[start : start + len(indices)] = metric.resampled_scores(stats_b, indices) - metric.resampled_scores(
             stats_a, indices
         )
     centred = np.abs(deltas - deltas.mean())
@@ -127,7 +140,7 @@ def paired_bootstrap(
 
 
 def approximate_randomization(
-    metric: Metric,
+    metric: ResamplableMetric,
     stats_a: SegmentStats,
     stats_b: SegmentStats,
     n_trials: int = 10_000,

@@ -16,10 +16,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from writetune.metrics import MetricInputError, canonical_name, metric_class
 from writetune.train.collate import Record
 
-# task-registry metric names that need a gold M2 file: use ERRANT on the references instead
-_FROM_REFERENCES = {"m2_f05": "errant", "m2": "errant", "errant_f05": "errant"}
 _WHITESPACE_TOKENIZED = {"gleu", "errant", "m2"}
 _REFERENCE_METRICS = {"sari", "gleu", "errant", "bleu", "em", "ibleu"}
 
@@ -32,7 +31,12 @@ def metric_for_task(task: str, override: dict[str, str] | None = None) -> str | 
     if override and name in override:
         return override[name]
     for metric in get_task(name).metrics:
-        metric = _FROM_REFERENCES.get(metric, metric)
+        try:
+            metric = canonical_name(metric)
+        except MetricInputError:
+            continue  # a task file may name a metric that is not registered: nothing to log for it
+        if metric_class(metric).needs_gold:
+            metric = "errant"  # M2 needs gold edit files; ERRANT scores the same edits from the references
         if metric in _REFERENCE_METRICS:
             return metric
     return None

@@ -17,6 +17,7 @@ from writetune.metrics import (
 )
 from writetune.metrics.base import Inputs
 
+
 WORDS = "the a cat dog sat ran on under mat house quickly slowly big small red old new it was is".split()
 
 

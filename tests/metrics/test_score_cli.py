@@ -7,10 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from support.metrics import score_cli, write
 from typer.testing import CliRunner
 
 from writetune.cli import app
 from writetune.metrics import score_files
+
 
 SOURCES = [
     "She have a red car .",
@@ -20,6 +22,8 @@ SOURCES = [
     "It is fine .",
     "My friends likes to play football in the park .",
 ]
+
+
 REF0 = [
     "She has a red car .",
     "Yesterday I bought three books .",
@@ -28,6 +32,8 @@ REF0 = [
     "It is fine .",
     "My friends like to play football in the park .",
 ]
+
+
 REF1 = [
     "She has got a red car .",
     "Yesterday I bought three books .",
@@ -36,6 +42,8 @@ REF1 = [
     "It is fine .",
     "My friends like playing football in the park .",
 ]
+
+
 HYP = [
     "She has a red car .",
     "Yesterday I bought three book .",
@@ -44,6 +52,8 @@ HYP = [
     "It is fine .",
     "My friends likes to play football in a park .",
 ]
+
+
 GOLD_M2 = """S She have a red car .
 A 1 2|||R:VERB:SVA|||has|||REQUIRED|||-NONE-|||0
 A 1 2|||R:VERB:SVA|||has got|||REQUIRED|||-NONE-|||1
@@ -174,3 +184,11 @@ def test_entry_point_exit_code_in_a_subprocess(files, tmp_path):
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.strip() == f"error: {empty_ref}:3: empty reference segment"
+
+
+def test_a_hypothesis_file_of_blank_lines_is_scorable(tmp_path):
+    ref = write(tmp_path / "ref.txt", "She goes home .\nHe is here .\n")
+    blank = write(tmp_path / "blank.txt", "\n\n")
+    code, output = score_cli("--metric", "em", "--hyp", str(blank), "--ref", str(ref), "--json")
+    assert code == 0, output
+    assert json.loads(output)["score"] == 0.0
