@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_train_common import tiny_recipe
+from support.train import tiny_recipe
 from writetune.models import ASSISTANT_ALIAS, DEFAULT_ASSISTANT, SHIPPED_ADAPTERS, EMBEDDED_ALIAS, load_model, resolve
 from writetune.prompt import token_ids
 from writetune.train.export import ExportError, export_adapter
