@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from writetune.train.collate import Record
+from writetune.data.record import Record
 
 # task-registry metric names that need a gold M2 file: use ERRANT on the references instead
 _FROM_REFERENCES = {"m2_f05": "errant", "m2": "errant", "errant_f05": "errant"}
