@@ -29,13 +29,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from writetune.config import load_validated
+from writetune.config import RecipeError, load_validated
 from writetune.pipeline import (
     DATA_DIR,
     EVAL_DIR,
     NOT_MAIN,
     EvalStage,
-    RunRecipeError,
     build_stage,
     claim_output_dir,
     current_processes,
@@ -52,7 +51,7 @@ CURVE_PLOT = "curve.png"
 _VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
-class GridError(RunRecipeError):
+class GridError(RecipeError):
     """A grid file that cannot be used; the message names the file and the key."""
 
 
@@ -187,7 +186,7 @@ def check_variants(grid: Grid, grid_path: Path, recipe, run_path: Path) -> None:
     from writetune.evaluate import split_row_name
     from writetune.models import ModelSpecError, resolve
     from writetune.pipeline import BASE_SYSTEM, FEW_SHOT_BASE
-    from writetune.train.recipe import load_recipe
+    from writetune.train.recipe import load_train_recipe
 
     stage = grid.eval or recipe.eval
     reserved = {split_row_name(row)[0] for row in stage.baselines if row not in (BASE_SYSTEM, FEW_SHOT_BASE)}
@@ -206,7 +205,7 @@ def check_variants(grid: Grid, grid_path: Path, recipe, run_path: Path) -> None:
             raise GridError(f"{where}: no training recipe at {train}")
         settings = {**recipe.train_set, **grid.train_set, **variant.train_set, "data": ".", "output_dir": "."}
         try:
-            model = load_recipe(train, settings=settings).model
+            model = load_train_recipe(train, settings=settings).model
         except ValueError as err:
             raise GridError(f"{grid_path}: key '{key}': {err}") from err
         try:
