@@ -16,16 +16,9 @@ import yaml
 from typer.testing import CliRunner
 
 from writetune.cli import app
-from writetune.data.build import (
-    ContaminationError,
-    OutputExistsError,
-    RecipeError,
-    _allocate,
-    _quotas,
-    build_mix,
-    load_recipe,
-    resolve_data_dir,
-)
+from writetune.config import RecipeError
+from writetune.data.build import ContaminationError, OutputExistsError, _allocate, _quotas, build_mix
+from writetune.data.recipe import load_mix_recipe, resolve_data_dir
 from writetune.data.readers import DataFormatError, MissingDataError
 from writetune.data.tokenization import match_key
 from writetune.tasks import get_task
@@ -344,36 +337,36 @@ def test_recipe_errors_name_the_file_and_the_key(tmp_path, data):
     for overrides, message in cases:
         path = write_recipe(tmp_path, data, **overrides)
         with pytest.raises(RecipeError) as err:
-            load_recipe(path)
+            load_mix_recipe(path)
         assert str(err.value).startswith(f"{path}: ") and message in str(err.value), str(err.value)
     bad = write(tmp_path, "bad.yaml", "name: x\nsources: [\n")
     with pytest.raises(RecipeError, match=rf"^{bad}:\d+: not valid YAML"):
-        load_recipe(bad)
+        load_mix_recipe(bad)
     with pytest.raises(RecipeError, match="recipe file not found"):
-        load_recipe(tmp_path / "absent.yaml")
+        load_mix_recipe(tmp_path / "absent.yaml")
 
 
 def test_base_recipes_and_task_filters(tmp_path, data):
     base = write_recipe(tmp_path, data)
     child = write(tmp_path, "sub/child.yaml", f"base: ../{base.name}\nname: child\nexclude_tasks: [generic]\nseed: 3\n")
-    recipe = load_recipe(child)
+    recipe = load_mix_recipe(child)
     assert recipe.name == "child" and recipe.seed == 3 and recipe.data_dir == str(data)
     relative = write(tmp_path, "rel.yaml", yaml.safe_dump({**recipe_dict(), "data_dir": "data"}))
-    nested = load_recipe(write(tmp_path, "sub/nested.yaml", "base: ../rel.yaml\nname: nested\n"))
+    nested = load_mix_recipe(write(tmp_path, "sub/nested.yaml", "base: ../rel.yaml\nname: nested\n"))
     assert nested.data_dir == "../data"  # the base's data_dir is relative to the base file
     assert resolve_data_dir(None, nested, tmp_path / "sub/nested.yaml").resolve() == data.resolve()
     assert relative.exists()
     assert [s.name for s in recipe.sources] == ["gec", "split", "wnc"]
     only = write(tmp_path, "only.yaml", f"base: {base.name}\nname: only\ninclude_tasks: [alpaca]\n")
-    assert [s.task for s in load_recipe(only).sources] == ["generic"]
+    assert [s.task for s in load_mix_recipe(only).sources] == ["generic"]
     extra = {"name": "more", "task": "clarity", "read": {"format": "wikisplit_tsv", "path": "split.tsv"}}
     added = write(tmp_path, "added.yaml", yaml.safe_dump({"base": base.name, "name": "added", "add_sources": [extra]}))
-    assert [s.name for s in load_recipe(added).sources] == ["gec", "split", "wnc", "alpaca", "more"]
+    assert [s.name for s in load_mix_recipe(added).sources] == ["gec", "split", "wnc", "alpaca", "more"]
     with pytest.raises(RecipeError, match="add_sources"):
-        load_recipe(write(tmp_path, "bad.yaml", f"base: {base.name}\nname: bad\nadd_sources: oops\n"))
+        load_mix_recipe(write(tmp_path, "bad.yaml", f"base: {base.name}\nname: bad\nadd_sources: oops\n"))
     loop = write(tmp_path, "loop.yaml", "base: loop.yaml\nname: loop\n")
     with pytest.raises(RecipeError, match="include each other"):
-        load_recipe(loop)
+        load_mix_recipe(loop)
 
 
 def test_task_files_register_new_tasks(tmp_path, data, monkeypatch):
@@ -389,7 +382,7 @@ def test_task_files_register_new_tasks(tmp_path, data, monkeypatch):
 
 
 def test_data_dir_precedence(tmp_path, data, monkeypatch):
-    recipe = load_recipe(write_recipe(tmp_path, data, data_dir="data"))
+    recipe = load_mix_recipe(write_recipe(tmp_path, data, data_dir="data"))
     recipe_path = tmp_path / "recipe.yaml"
     assert resolve_data_dir(None, recipe, recipe_path) == tmp_path / "data"
     other = tmp_path / "other"
@@ -433,14 +426,14 @@ def test_the_four_recipes_are_shipped():
 @needs_data
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_shipped_recipe_files_exist_in_the_shared_data(path):
-    recipe = load_recipe(path)
+    recipe = load_mix_recipe(path)
     for entry in recipe.sources:
         for rel in entry.read.files():
             assert (DATA / rel).is_file(), f"{path.name}: source {entry.name} reads {rel}, which is not in {DATA}"
 
 
 def test_shipped_recipes_cover_their_tasks():
-    tasks = {p.stem: {s.task for s in load_recipe(p).sources} for p in RECIPES}
+    tasks = {p.stem: {s.task for s in load_mix_recipe(p).sources} for p in RECIPES}
     writing = {"grammaticality", "fluency", "clarity", "coherence", "simplification", "neutralization", "paraphrase"}
     assert tasks["mix-paper"] == writing | {"generic"}
     assert tasks["mix-writing-only"] == writing
@@ -539,7 +532,7 @@ def test_shipped_recipe_builds_with_and_without_test_splits(tmp_path, path):
     report = built.manifest["contamination"]
     for name in ("gmeg_wiki", "jfleg", "stsb"):
         assert report["eval_sets"][name]["status"] == "present"
-    tasks = {s.task for s in load_recipe(path).sources}
+    tasks = {s.task for s in load_mix_recipe(path).sources}
     if "grammaticality" in tasks:
         assert report["eval_sets"]["gmeg_wiki"]["matches"] >= 3
         assert report["by_source"]["gmeg_wiki"]["gmeg_wiki"] >= 3

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from writetune.atomic import write_text_atomic
 from writetune.cli import app
-from writetune.data.build import OutputExistsError, RecipeError, build_mix
+from writetune.config import RecipeError
+from writetune.data.build import OutputExistsError, build_mix
 from writetune.data.readers import DataError
 
 

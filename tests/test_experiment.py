@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from writetune.cli import app
 from writetune.experiment import GridError, check_variants, load_grid, run_experiment
-from writetune.pipeline import RunRecipeError
+from writetune.config import RecipeError
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def test_grid_shares_mixes_and_one_evaluation(grid, tmp_path, tiny_model_dir, sh
                for s in again.stages.values())
 
     grid.write_text(grid.read_text().replace("seed: 3", "seed: 4"), encoding="utf-8")
-    with pytest.raises(RunRecipeError, match="different recipe"):
+    with pytest.raises(RecipeError, match="different recipe"):
         run_experiment(grid, out, data_dir=shared_dir / "data")
 
 
@@ -114,9 +114,9 @@ def test_bad_variants_name_file_and_key(tmp_path, tiny_model_dir):
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs" / "grids").glob("*.yaml")))
 def test_shipped_grids_and_their_recipes_are_valid(name):
-    from writetune.data.build import load_recipe as load_mix
+    from writetune.data.recipe import load_mix_recipe
     from writetune.pipeline import load_run_recipe
-    from writetune.train.recipe import load_recipe as load_train
+    from writetune.train.recipe import load_train_recipe
 
     path = REPO / "configs" / "grids" / name
     grid = load_grid(path)
@@ -124,9 +124,9 @@ def test_shipped_grids_and_their_recipes_are_valid(name):
     run = load_run_recipe(run_path)
     check_variants(grid, path, run, run_path)
     for variant in grid.variants.values():
-        assert load_mix(path.parent / variant.data if variant.data else run_path.parent / run.data).sources
+        assert load_mix_recipe(path.parent / variant.data if variant.data else run_path.parent / run.data).sources
         train = path.parent / variant.train if variant.train else run_path.parent / run.train
-        load_train(train, settings={**run.train_set, **grid.train_set, **variant.train_set})
+        load_train_recipe(train, settings={**run.train_set, **grid.train_set, **variant.train_set})
 
 
 def test_grid_evaluation_suites_are_checked_when_the_grid_is_read(tmp_path):

@@ -34,7 +34,7 @@ def test_a_byte_order_mark_in_a_mix_or_a_model_config_is_not_part_of_the_content
     import shutil
 
     from writetune.models import resolve
-    from writetune.train.collate import read_records
+    from writetune.data.record import read_records
 
     record = {"id": "r1", "task": "grammaticality", "instruction": "Fix it.", "input": "She go.", "output": "She goes."}
     mix = write(tmp_path / "train.jsonl", b"\xef\xbb\xbf" + (json.dumps(record) + "\n").encode())

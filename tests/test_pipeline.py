@@ -7,7 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from writetune.cli import app
-from writetune.pipeline import RunRecipeError, load_run_recipe, run_pipeline
+from writetune.config import RecipeError
+from writetune.pipeline import load_run_recipe, run_pipeline
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -64,14 +65,14 @@ def test_run_refuses_a_directory_of_another_recipe(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
     out.mkdir()
     (out / "run.yaml").write_text("data: other.yaml\ntrain: train.yaml\n", encoding="utf-8")
-    with pytest.raises(RunRecipeError, match="different recipe"):
+    with pytest.raises(RecipeError, match="different recipe"):
         run_pipeline(recipe, out)
 
 
 def test_bad_run_recipe_names_file_and_key(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("data: m.yaml\ntrain: t.yaml\neval: {limit: 0}\n", encoding="utf-8")
-    with pytest.raises(RunRecipeError, match=r"run.yaml: key 'eval.limit'"):
+    with pytest.raises(RecipeError, match=r"run.yaml: key 'eval.limit'"):
         load_run_recipe(path)
     path.write_text("data: m.yaml\n", encoding="utf-8")
     result = CliRunner().invoke(app, ["run", str(path), "-o", str(tmp_path / "o")])

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from support.train import tiny_recipe, write_recipe
 from writetune.cli import app
-from writetune.train.collate import Record
+from writetune.data.record import Record
 from writetune.train.indev import metric_for_task, score_outputs, select_subsets
 from writetune.train.logs import read_metrics
 

@@ -127,20 +127,20 @@ def test_plan_is_deterministic_and_covers_each_epoch():
 
 def test_loss_and_gradients_do_not_depend_on_accumulation(tmp_path, tiny_model_dir):
     """One step of 4 examples in one row equals one step of 2 rows x 2 examples (gradients and loss)."""
+    from dataclasses import replace
+
     from writetune.train.collate import StepPlan
 
     recipe = recipe_from_dict(tiny_recipe(tmp_path, tiny_model_dir, batch__tokens=512))
     grads, losses = [], []
     for accum, rows in ((1, [[0, 1, 2, 3]]), (2, [[0, 1], [2, 3]]), (4, [[0], [1], [2], [3]])):
-        trainer = Trainer(recipe)
-        trainer.setup_accelerator()
-        trainer.setup_model()
-        trainer.setup_data()
-        trainer.plan = StepPlan(steps=[rows], world_size=1, grad_accum=accum, epoch_of_step=[0.1])
+        trainer = Trainer(recipe).setup()
+        plan = StepPlan(steps=[rows], world_size=1, grad_accum=accum, epoch_of_step=[0.1])
+        trainer.data = replace(trainer.data, plan=plan)
         loss, _ = trainer.accumulate(0)
         losses.append(loss)
         grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad})
-        targets = sum(trainer.train[i].n_response for i in range(4))
+        targets = sum(trainer.data.examples[i].n_response for i in range(4))
         assert trainer.step_targets(0) == targets
     for other in grads[1:]:
         for name, grad in grads[0].items():
@@ -172,7 +172,8 @@ def test_varlen_attention_matches_causal_sdpa_per_example():
 
 
 def test_edit_weights_move_weight_onto_edits(tok):
-    from writetune.train.collate import Record, edit_weights, tokenize_records
+    from writetune.data.record import Record
+    from writetune.train.collate import edit_weights, tokenize_records
 
     fmt = chatml()
     ex = tokenize_example(tok, fmt, "Fix the grammar in this sentence:", "She go to school every day.",

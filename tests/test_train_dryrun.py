@@ -20,7 +20,7 @@ from writetune.cli import app
 from writetune.train import dryrun
 from writetune.train.loop import Trainer
 from writetune.train.peakmem import step_peak_bytes
-from writetune.train.recipe import load_recipe, recipe_from_dict
+from writetune.train.recipe import load_train_recipe, recipe_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_TRAIN = REPO / "configs" / "train-paper-llama7b.yaml"
@@ -42,7 +42,7 @@ def test_paper_recipe_needs_fsdp_and_fits_on_eight_gpus():
 
 
 def test_paper_recipe_per_device_terms_follow_the_formula():
-    recipe = load_recipe(PAPER_TRAIN)
+    recipe = load_train_recipe(PAPER_TRAIN)
     plan = dryrun.plan_run(recipe, accelerate_config=FSDP, num_processes=8, examples=112002)
     terms = {term.name: term.bytes for term in plan.memory}
     params = plan.counts.total
@@ -57,7 +57,7 @@ def test_paper_recipe_per_device_terms_follow_the_formula():
 
 
 def test_two_machine_config_shards_over_all_processes():
-    plan = dryrun.plan_run(load_recipe(PAPER_TRAIN), accelerate_config=REPO / "configs" / "accelerate" /
+    plan = dryrun.plan_run(load_train_recipe(PAPER_TRAIN), accelerate_config=REPO / "configs" / "accelerate" /
                            "fsdp-2nodes.yaml", examples=112002)
     assert (plan.plan.kind, plan.plan.processes, plan.plan.machines, plan.plan.shards) == ("FSDP", 16, 2, 16)
     assert plan.tokens_per_step == 16 * 2048
@@ -75,7 +75,7 @@ def test_bad_accelerate_config_and_targets_are_errors(tmp_path, tiny_model_dir):
     config["fsdp_config"]["fsdp_transformer_layer_cls_to_warp"] = "LlamaDecoderLayer"
     misspelled = tmp_path / "typo.yaml"
     misspelled.write_text(yaml.safe_dump(config))
-    recipe = load_recipe(PAPER_TRAIN)
+    recipe = load_train_recipe(PAPER_TRAIN)
     with pytest.raises(dryrun.DryRunError, match="fsdp_transformer_layer_cls_to_warp"):
         dryrun.plan_run(recipe, accelerate_config=misspelled, num_processes=8)
     config = yaml.safe_load(FSDP.read_text())
@@ -97,11 +97,12 @@ def test_tiny_dry_run_plans_what_training_runs(tmp_path, tiny_model_dir):
                                "epochs": 1})
     plan = dryrun.plan_run(recipe)
     trainer = Trainer(recipe)
-    trainer.setup_accelerator()
-    trainer.setup_model()
-    trainer.setup_data()
-    assert plan.data.steps_per_epoch == trainer.total_steps and plan.data.measured
-    assert (plan.counts.total, plan.counts.trainable) == (trainer.total_params, trainer.trainable)
+    runtime = trainer.setup_runtime()
+    loaded, model = trainer.setup_model(None, runtime.device)
+    data = trainer.setup_data(loaded, runtime.world)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert plan.data.steps_per_epoch == len(data.plan) and plan.data.measured
+    assert (plan.counts.total, plan.counts.trainable) == (sum(p.numel() for p in model.parameters()), trainable)
     assert plan.data.row.tokens <= 128
 
 
@@ -137,7 +138,7 @@ def test_memory_estimate_within_tolerance_of_measured_cpu_peak(tmp_path, method,
     trainer = Trainer(recipe).setup()
     trainer.train_step(0)  # the first step creates the optimizer state; the second is the steady state
     measured = step_peak_bytes(lambda: trainer.train_step(1), "cpu")
-    row = dryrun.RowShape.of([trainer.train[i] for i in trainer.plan.steps[1][0]])
+    row = dryrun.RowShape.of([trainer.data.examples[i] for i in trainer.data.plan.steps[1][0]])
     config, _ = dryrun.model_architecture(str(model_dir))
     counts = dryrun.count_parameters(dryrun.build_meta_model(recipe, config))
     single = dryrun.read_accelerate_config(None)

@@ -1,5 +1,6 @@
-"""Atomic outputs: a file written to a temporary file beside the target and renamed over it, a directory built in a
-temporary directory beside the target and swapped into place, so a reader or a crash never sees half an output.
+"""Atomic outputs: a file written to a temporary file beside the target and renamed over it (`write_text_atomic`), a
+directory built in a temporary directory beside the target and swapped into place (`atomic_dir`), so a reader or a
+crash never sees half an output.
 Temporary names carry the writer's process id, so a later writer can tell a dead writer's leftovers from a live
 one's, and everything is created with the permissions the user's umask gives, as any other tool would."""
 
@@ -11,6 +12,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
@@ -47,6 +50,36 @@ def temp_dir_beside(target: Path, kind: str = "tmp") -> Path:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.{kind}-{os.getpid()}-"))
     tmp.chmod(umask_mode(0o777))
     return tmp
+
+
+@contextmanager
+def atomic_dir(target: str | os.PathLike, *, staging: Path | None = None, replace: bool = True) -> Iterator[Path]:
+    """Build a directory whole: the block writes into the empty directory it is given, which is put at `target`
+    when the block ends.
+
+    An existing `target` is replaced (`swap_dir_into_place`); with `replace` False the new directory is renamed
+    onto `target` only where nothing is there yet (else OSError, and the existing one stays). By default the
+    temporary directory is a new `temp_dir_beside(target)`, deleted when the block raises. `staging` names it
+    instead, for writers in several processes that must agree on the name: it is emptied first, and left as it is
+    when the block raises (another process may still be writing into it; the writer removes such leftovers when it
+    next starts)."""
+    target = Path(target)
+    if staging is None:
+        tmp = temp_dir_beside(target)
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        tmp = staging
+    try:
+        yield tmp
+        if replace:
+            swap_dir_into_place(tmp, target)  # an exchanged old `target` is deleted
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        if staging is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def remove_stale_temp_dirs(target: Path, kinds: tuple[str, ...] = ("tmp", "old")) -> list[Path]:

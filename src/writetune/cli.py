@@ -5,11 +5,15 @@ Library code raises; this is the only place that prints and chooses exit codes (
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import platform
 import sys
+import typing
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
 from typing import Annotated
 
 import typer
@@ -305,19 +309,46 @@ def serve(
     run_server(settings, engine)
 
 
-DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Validate, build the model on the meta device and "
-                                           "print the plan (parameters, FSDP/DDP, memory, steps, time); no "
-                                           "training. Exit 1 when it does not fit --gpu.")]
-GpuOption = Annotated[str, typer.Option("--gpu", help="Dry run: a100, h100, h200, l40s or rtx4090.")]
-MfuOption = Annotated[float, typer.Option("--mfu", help="Dry run: model FLOPs utilisation for the time estimate.")]
-AccelerateOption = Annotated[str | None, typer.Option("--accelerate-config", help="Dry run: the accelerate config "
-                                                      "the job will be launched with.")]
-ProcessesOption = Annotated[int | None, typer.Option("--num-processes", min=1, help="Dry run: processes of the job "
-                                                     "(accelerate launch --num_processes).")]
-ExamplesOption = Annotated[int | None, typer.Option("--examples", min=1, help="Dry run: training examples, when "
-                                                    "the mix is not built yet.")]
-ExampleTokensOption = Annotated[float | None, typer.Option("--example-tokens", min=1, help="Dry run: mean tokens "
-                                                           "per example, when the mix cannot be tokenized here.")]
+@dataclass(frozen=True)
+class DryRunOptions:
+    """The dry-run options of `writetune train` and `writetune run` (`writetune.train.dryrun.plan_run`'s
+    arguments)."""
+
+    gpu: Annotated[str, typer.Option("--gpu", help="Dry run: a100, h100, h200, l40s or rtx4090.")] = "h100"
+    mfu: Annotated[float, typer.Option("--mfu", help="Dry run: model FLOPs utilisation for the time estimate.")] = 0.4
+    accelerate_config: Annotated[str | None, typer.Option(
+        "--accelerate-config", help="Dry run: the accelerate config the job will be launched with.")] = None
+    num_processes: Annotated[int | None, typer.Option(
+        "--num-processes", min=1, help="Dry run: processes of the job (accelerate launch --num_processes).")] = None
+    examples: Annotated[int | None, typer.Option(
+        "--examples", min=1, help="Dry run: training examples, when the mix is not built yet.")] = None
+    example_tokens: Annotated[float | None, typer.Option(
+        "--example-tokens", min=1, help="Dry run: mean tokens per example, when the mix cannot be tokenized here.")] \
+        = None
+
+
+DryRunFlag = Annotated[bool, typer.Option("--dry-run", help="Validate, build the model on the meta device and print "
+                                          "the plan (parameters, FSDP/DDP, memory, steps, time); no training. Exit 1 "
+                                          "when it does not fit --gpu.")]
+
+
+def with_dry_run_options(command):
+    """Give a command `--dry-run` and the `DryRunOptions`, defined once for every command that plans a run: the
+    command's `dry_run` parameter receives a `DryRunOptions` when --dry-run is given, else None."""
+    hints = typing.get_type_hints(DryRunOptions, include_extras=True)
+    options = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name], default=f.default)
+               for f in fields(DryRunOptions)]
+    flag = inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, annotation=DryRunFlag, default=False)
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "dry_run"]
+
+    @functools.wraps(command)
+    def run_command(**kwargs):
+        chosen = DryRunOptions(**{f.name: kwargs.pop(f.name) for f in fields(DryRunOptions)})
+        wanted = kwargs.pop("dry_run")
+        return command(**kwargs, dry_run=chosen if wanted else None)
+
+    run_command.__signature__ = inspect.Signature([*own, flag, *options])
+    return run_command
 
 
 def print_dry_run(plan) -> None:
@@ -329,35 +360,28 @@ def print_dry_run(plan) -> None:
 
 
 @app.command()
+@with_dry_run_options
 def train(
     recipe: Annotated[str, typer.Argument(help="Training recipe YAML, e.g. configs/train-lora-quick.yaml.")],
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's latest checkpoint.")] = False,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a recipe key, e.g. --set optimizer.lr=1e-4.")
     ] = None,
-    dry_run: DryRunOption = False,
-    gpu: GpuOption = "h100",
-    mfu: MfuOption = 0.4,
-    accelerate_config: AccelerateOption = None,
-    num_processes: ProcessesOption = None,
-    examples: ExamplesOption = None,
-    example_tokens: ExampleTokensOption = None,
+    dry_run: DryRunOptions | None = None,
 ):
     """Instruction-tune a model on a mix (LoRA or full); run under `accelerate launch` for several processes."""
     from writetune.train.loop import train as run_training
-    from writetune.train.recipe import load_recipe
+    from writetune.train.recipe import load_train_recipe
 
-    if dry_run:
+    if dry_run is not None:
         from writetune.train.dryrun import plan_run
 
         with user_errors():
-            plan = plan_run(load_recipe(recipe, overrides or []), gpu=gpu, mfu=mfu,
-                            accelerate_config=accelerate_config, num_processes=num_processes, examples=examples,
-                            example_tokens=example_tokens)
+            plan = plan_run(load_train_recipe(recipe, overrides or []), **asdict(dry_run))
         print_dry_run(plan)
         return
     with user_errors():
-        result = run_training(load_recipe(recipe, overrides or []), resume=resume,
+        result = run_training(load_train_recipe(recipe, overrides or []), resume=resume,
                               log=lambda message: err_console.print(message, highlight=False, markup=False))
     if int(os.environ.get("RANK", "0")) == 0:
         console.print(f"{result.steps} steps in {result.wall_s:.0f} s ({result.tokens_per_s:,.0f} tokens/s); "
@@ -395,28 +419,21 @@ def export(
 
 
 @app.command()
+@with_dry_run_options
 def run(
     recipe: Annotated[str, typer.Argument(help="Run recipe YAML, e.g. configs/quickstart.yaml.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory (also the tuned model's spec).")],
     data_dir: Annotated[str | None, typer.Option(help="Corpora directory (else $WRITETUNE_DATA, else the recipe).")]
     = None,
-    dry_run: DryRunOption = False,
-    gpu: GpuOption = "h100",
-    mfu: MfuOption = 0.4,
-    accelerate_config: AccelerateOption = None,
-    num_processes: ProcessesOption = None,
-    examples: ExamplesOption = None,
-    example_tokens: ExampleTokensOption = None,
+    dry_run: DryRunOptions | None = None,
 ):
     """Build the mix, train, and evaluate base, copy and tuned rows from one recipe; re-running continues."""
     from writetune.pipeline import EVAL_DIR, dry_run_pipeline, run_pipeline
     from writetune.report import markdown_table
 
-    if dry_run:
+    if dry_run is not None:
         with user_errors():
-            plan = dry_run_pipeline(recipe, out, data_dir=data_dir, gpu=gpu, mfu=mfu,
-                                    accelerate_config=accelerate_config, num_processes=num_processes,
-                                    examples=examples, example_tokens=example_tokens)
+            plan = dry_run_pipeline(recipe, out, data_dir=data_dir, **asdict(dry_run))
         print_dry_run(plan)
         return
     with user_errors():

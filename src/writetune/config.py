@@ -1,9 +1,10 @@
-"""Reading YAML configuration files (recipes, task files) with errors that name the file and the line or the key.
+"""Reading YAML configuration files (recipes, task files, grids) with errors that name the file and the line or
+the key.
 
-Every configuration loader reads through `read_yaml_mapping` (or `load_validated`, which also validates into a
-pydantic model) and reports pydantic validation failures through `validation_message`, so a bad file reads the same
-whichever command was given it. Each loader passes its own error class (a ValueError subclass), which the CLI prints
-as one line.
+Every configuration loader reads through `read_yaml_mapping` and validates into its pydantic model through
+`validate` (`load_validated` does both), so a bad file reads the same whichever command was given it. Each loader
+passes its own error class (a ValueError subclass), which the CLI prints as one line. The three recipes (the mix,
+training and run recipes) share `RecipeError`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from pydantic import ValidationError
 
 class ConfigError(ValueError):
     """A configuration file that cannot be read or does not validate; the message names the file."""
+
+
+class RecipeError(ConfigError):
+    """A recipe (mix, training or run) that cannot be used; the message names the file and the key."""
 
 
 def read_yaml_mapping(path: str | Path, *, what: str, keys_hint: str, error: type[ValueError] = ConfigError,
@@ -41,13 +46,19 @@ def read_yaml_mapping(path: str | Path, *, what: str, keys_hint: str, error: typ
     return data
 
 
-def load_validated(path: str | Path, model, *, what: str, keys_hint: str, error: type[ValueError] = ConfigError):
-    """Read a YAML mapping and validate it into the pydantic `model`; any failure raises `error` naming the file."""
-    data = read_yaml_mapping(path, what=what, keys_hint=keys_hint, error=error)
+def validate(model, data: object, where: str | Path, *, error: type[ValueError] = ConfigError,
+             unknown_key: str | None = None, keep: Callable[[object], bool] = lambda part: True):
+    """`data` validated into the pydantic `model`; a failure raises `error` with `validation_message`'s text (`where`
+    names the file, `unknown_key` and `keep` are passed on)."""
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise error(validation_message(path, err)) from err
+        raise error(validation_message(where, err, unknown_key=unknown_key, keep=keep)) from err
+
+
+def load_validated(path: str | Path, model, *, what: str, keys_hint: str, error: type[ValueError] = ConfigError):
+    """Read a YAML mapping and validate it into the pydantic `model`; any failure raises `error` naming the file."""
+    return validate(model, read_yaml_mapping(path, what=what, keys_hint=keys_hint, error=error), path, error=error)
 
 
 def validation_message(where: str | Path, err: ValidationError, *, unknown_key: str | None = None,

@@ -31,7 +31,7 @@ import yaml
 from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from writetune.config import load_validated
+from writetune.config import RecipeError, load_validated
 from writetune.evaluate import run_evaluation, split_row_name
 from writetune.models import ModelSpecError, resolve
 from writetune.pipeline import (
@@ -41,7 +41,6 @@ from writetune.pipeline import (
     FEW_SHOT_BASE,
     NOT_MAIN,
     EvalStage,
-    RunRecipeError,
     build_stage,
     claim_output_dir,
     current_processes,
@@ -53,7 +52,7 @@ from writetune.pipeline import (
 )
 from writetune.report import COLORS, primary_columns, save_figure
 from writetune.results import cell
-from writetune.train.recipe import load_recipe
+from writetune.train.recipe import load_train_recipe
 
 GRID_COPY = "grid.yaml"
 RUNS_DIR = "runs"
@@ -61,7 +60,7 @@ CURVE_PLOT = "curve.png"
 _VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
-class GridError(RunRecipeError):
+class GridError(RecipeError):
     """A grid file that cannot be used; the message names the file and the key."""
 
 
@@ -189,6 +188,7 @@ def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Pa
 def check_variants(grid: Grid, grid_path: Path, recipe, run_path: Path) -> None:
     """Every variant's mix recipe, training recipe (with its keys) and model exist, and no variant is named like a
     baseline row of the evaluation; raises GridError naming the grid file and the key."""
+
     stage = grid.eval or recipe.eval
     reserved = {split_row_name(row)[0] for row in stage.baselines if row not in (BASE_SYSTEM, FEW_SHOT_BASE)}
     base_row = None
@@ -206,7 +206,7 @@ def check_variants(grid: Grid, grid_path: Path, recipe, run_path: Path) -> None:
             raise GridError(f"{where}: no training recipe at {train}")
         settings = {**recipe.train_set, **grid.train_set, **variant.train_set, "data": ".", "output_dir": "."}
         try:
-            model = load_recipe(train, settings=settings).model
+            model = load_train_recipe(train, settings=settings).model
         except ValueError as err:
             raise GridError(f"{grid_path}: key '{key}': {err}") from err
         try:

@@ -9,16 +9,15 @@ plain checkpoint in the writetune cache, so every later load is an ordinary `fro
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from writetune.atomic import temp_dir_beside
+from writetune.atomic import atomic_dir
+from writetune.digest import file_sha256
 from writetune.prompt import PromptFormat, format_for_tokenizer, load_prompt_format, save_prompt_format
 
 EMBEDDED_ALIAS = "smollm2-135m"
@@ -103,18 +102,10 @@ def embedded_gguf_path(alias: str = EMBEDDED_ALIAS) -> Path:
     raise ModelSpecError(f"package {entry.package} is installed but has no {entry.filename}")
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def converted_dir(gguf_path: Path, cache: Path | None = None) -> Path:
     """Where the dequantized checkpoint of a GGUF file lives in the cache (keyed by the file's content hash)."""
     cache = cache or cache_dir()
-    return cache / "models" / f"{gguf_path.stem}-{_file_sha256(gguf_path)[:16]}"
+    return cache / "models" / f"{gguf_path.stem}-{file_sha256(gguf_path)[:16]}"
 
 
 def is_converted(directory: Path) -> bool:
@@ -181,19 +172,15 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
     if is_converted(target):
         return target
     _check_gguf(gguf_path)
-    tmp = temp_dir_beside(target)
     try:
-        _dequantize_into(gguf_path, tmp)
-        (tmp / _CONVERTED_MARKER).write_text(
-            json.dumps({"gguf": str(gguf_path), "sha256": _file_sha256(gguf_path)}, indent=2) + "\n"
-        )
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not is_converted(target):  # another process won the race with a complete copy: keep theirs
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_dir(target, replace=False) as tmp:
+            _dequantize_into(gguf_path, tmp)
+            (tmp / _CONVERTED_MARKER).write_text(
+                json.dumps({"gguf": str(gguf_path), "sha256": file_sha256(gguf_path)}, indent=2) + "\n"
+            )
+    except OSError:
+        if not is_converted(target):  # another process won the race with a complete copy: keep theirs
+            raise
     return target
 
 

@@ -10,6 +10,7 @@ the others wait, every process trains, and the main process evaluates.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from writetune.config import ConfigError, load_validated
+from writetune.config import RecipeError, load_validated
+from writetune.data.build import build_mix
+from writetune.data.recipe import DATA_ENV, load_mix_recipe, resolve_data_dir
+from writetune.data.record import MANIFEST_FILE
+from writetune.train.recipe import load_train_recipe
 
 RUN_RECIPE_COPY = "run.yaml"
 DATA_DIR = "data"
@@ -25,10 +30,6 @@ EVAL_DIR = "eval"
 BASE_SYSTEM = "base"  # in eval.baselines: the training recipe's base model, zero-shot
 FEW_SHOT_BASE = "few-shot:base"
 TUNED_SYSTEM = "tuned"  # the row of the run's own model
-
-
-class RunRecipeError(ConfigError):
-    """A run recipe that cannot be used; the message names the file and the key."""
 
 
 class EvalStage(BaseModel):
@@ -79,7 +80,8 @@ class RunResult:
 
 
 def load_run_recipe(path: str | Path) -> RunRecipe:
-    return load_validated(path, RunRecipe, what="run recipe", keys_hint="data, train, eval", error=RunRecipeError)
+    """Read and validate a run recipe file."""
+    return load_validated(path, RunRecipe, what="run recipe", keys_hint="data, train, eval", error=RecipeError)
 
 
 def relative_to(recipe_path: Path, value: str) -> Path:
@@ -91,11 +93,6 @@ def relative_to(recipe_path: Path, value: str) -> Path:
 def resolve_run_data_dir(cli_value: str | Path | None, recipe: RunRecipe, recipe_path: Path) -> Path:
     """--data-dir, else $WRITETUNE_DATA, else the run recipe's `data_dir` (relative to the run recipe), else the mix
     recipe's. Training data and evaluation sets both come from it."""
-    import os
-
-    from writetune.data.build import DATA_ENV, resolve_data_dir
-    from writetune.data.build import load_recipe as load_mix_recipe
-
     if not cli_value and not os.environ.get(DATA_ENV) and recipe.data_dir:
         cli_value = relative_to(recipe_path, recipe.data_dir)
     mix_path = relative_to(recipe_path, recipe.data)
@@ -104,9 +101,7 @@ def resolve_run_data_dir(cli_value: str | Path | None, recipe: RunRecipe, recipe
 
 def build_stage(mix_recipe: Path, mix_dir: Path, data_root: Path, say: Callable[[str], None]) -> str:
     """Build the mix into `mix_dir` unless a complete build is there; returns the stage's state."""
-    from writetune.data.build import build_mix
-
-    if (mix_dir / "manifest.json").is_file():
+    if (mix_dir / MANIFEST_FILE).is_file():
         return "skipped (already complete)"
     build_mix(mix_recipe, mix_dir, data_dir=data_root, overwrite=True, log=say)
     return "done"
@@ -117,10 +112,9 @@ def train_stage(train_recipe_path: Path, train_set: dict[str, object], mix_dir: 
     """Train into `run_dir` (which becomes a model spec) unless it holds a finished run; a killed run resumes.
     Returns the validated training recipe and the stage's state."""
     from writetune.train.loop import RESULT_FILE, train
-    from writetune.train.recipe import load_recipe
 
     settings = {**train_set, "data": str(mix_dir.resolve()), "output_dir": str(run_dir.resolve())}
-    train_recipe = load_recipe(train_recipe_path, settings=settings)
+    train_recipe = load_train_recipe(train_recipe_path, settings=settings)
     if (run_dir / RESULT_FILE).is_file() and (run_dir / "model").is_dir():
         return train_recipe, "skipped (already complete)"
     resume = (run_dir / "checkpoints").is_dir()
@@ -176,8 +170,6 @@ class Processes:
 
 
 def current_processes() -> Processes:
-    import os
-
     count = int(os.environ.get("WORLD_SIZE", "1"))
     if count <= 1:
         return Processes()
@@ -197,7 +189,7 @@ def claim_output_dir(out: Path, recipe_path: Path, copy_name: str, load: Callabl
     out.mkdir(parents=True, exist_ok=True)
     copy = out / copy_name
     if copy.is_file() and load(copy) != load(recipe_path):
-        raise RunRecipeError(f"{out} holds {what} of a different recipe ({copy}); choose another output directory")
+        raise RecipeError(f"{out} holds {what} of a different recipe ({copy}); choose another output directory")
     shutil.copyfile(recipe_path, copy)
 
 
@@ -241,9 +233,7 @@ def dry_run_pipeline(recipe_path: str | Path, out: str | Path, *, data_dir: str 
     recipe, its mix recipe, its data directory and its evaluation settings are validated, the training recipe gets
     the run's data and output directories, and the example count comes from the mix recipe's size until the mix is
     built. `options` are plan_run's."""
-    from writetune.data.build import load_recipe as load_mix_recipe
     from writetune.train.dryrun import plan_run
-    from writetune.train.recipe import load_recipe
 
     recipe_path = Path(recipe_path)
     recipe = load_run_recipe(recipe_path)
@@ -251,7 +241,7 @@ def dry_run_pipeline(recipe_path: str | Path, out: str | Path, *, data_dir: str 
     mix = load_mix_recipe(relative_to(recipe_path, recipe.data))
     data_root = resolve_run_data_dir(data_dir, recipe, recipe_path)
     settings = {**recipe.train_set, "data": str((out / DATA_DIR).resolve()), "output_dir": str(out.resolve())}
-    train_recipe = load_recipe(relative_to(recipe_path, recipe.train), settings=settings)
+    train_recipe = load_train_recipe(relative_to(recipe_path, recipe.train), settings=settings)
     eval_config(recipe.eval, [f"{TUNED_SYSTEM}={out.resolve()}"], train_recipe.model, data_root, out / EVAL_DIR)
     options.setdefault("examples", None)
     options["examples"] = options["examples"] or mix.size

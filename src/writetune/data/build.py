@@ -1,14 +1,24 @@
-"""The instruction-mix builder: a typed recipe (sources, weights, caps, global size, seed) in, `train.jsonl`,
-`dev.jsonl` and `manifest.json` out.
+"""The instruction-mix builder: a mix recipe (`writetune.data.recipe`) in, `train.jsonl`, `dev.jsonl` and
+`manifest.json` out (the record format: `writetune.data.record`).
 
-Steps, in order: read every source and detokenize it; turn each example into records (one target per example, or
-one per reference); drop records that hold any item of the held-out suites (the `writing-dev` carvings, by
-normalised text, so ASSET and TurkCorpus carvings protect each other); refuse (or drop) records that match any other
-registered evaluation set present in the data directory, or any sentence of the recipe's fingerprint files (digests
-of evaluation sets that are absent, such as the held-back test splits); remove exact and normalised duplicates; carve the dev set,
-grouped by source sentence across all sources; limit the share of unchanged pairs per task; sample each source's
-quota of the global size by weight and cap; give every writing record an instruction phrasing from the task
-registry (sampled per record, seeded); shuffle; write to a temporary directory and rename it into place.
+`build_mix` runs these steps, each a function below from the pools (per source, its candidate records) to the
+pools and the per-source counts the manifest reports:
+
+1. `read_sources`: read every source, detokenize it, and turn each example into candidates (one target per
+   example, or one per reference).
+2. `drop_eval_items`: drop candidates that hold any item of the held-out suites (the `writing-dev` carvings, by
+   normalised text, so ASSET and TurkCorpus carvings protect each other); collect those that match any other
+   registered evaluation set present in the data directory, or any sentence of the recipe's fingerprint files
+   (digests of evaluation sets that are absent, such as the held-back test splits), which `refuse_contamination`
+   refuses unless the recipe drops them.
+3. `dedupe`: remove exact and normalised duplicates.
+4. `carve_dev`: take the dev candidates, grouped by source sentence across all sources.
+5. `cap_unchanged`: limit the share of unchanged pairs per task.
+6. `sample_train`: split the global size into quotas by weight and cap, and sample each source's quota.
+7. `dev_rows`: one dev record per source sentence, with every reference of the group.
+8. `with_instructions`: give every writing record an instruction phrasing from the task registry (sampled per
+   record, seeded), and shuffle.
+9. `write_mix`: write to a temporary directory and swap it into place.
 
 Every random choice is a hash of the seed and a record's id, so the same recipe, data and seed give byte-identical
 output, and no timestamps or absolute paths go into the files.
@@ -20,29 +30,26 @@ import hashlib
 import json
 import math
 import os
-import shutil
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from writetune import __version__
-from writetune.atomic import remove_stale_temp_dirs, swap_dir_into_place, temp_dir_beside
-from writetune.config import ConfigError, read_yaml_mapping, validation_message
+from writetune.atomic import atomic_dir, remove_stale_temp_dirs
+from writetune.config import RecipeError
+from writetune.data.errors import DataError, MissingDataError
 from writetune.data.fingerprints import fingerprint, fingerprint_files, read_fingerprints
-from writetune.data.readers import DataError, Example, MissingDataError
-from writetune.data.sources import SourceSpec
+from writetune.data.readers import Example
+from writetune.data.recipe import MixRecipe, SourceEntry, load_mix_recipe, resolve_data_dir
+from writetune.data.record import DEV_FILE, MANIFEST_FILE, TRAIN_FILE, Record, write_records
 from writetune.data.tokenization import match_key
-from writetune.tasks import UnknownTaskError, get_task, register_task_file
+from writetune.digest import file_sha256
+from writetune.data.evalsets import all_eval_sets, item_keys, load_eval_set
+from writetune.tasks import get_task
 
-DATA_ENV = "WRITETUNE_DATA"
-TRAIN_FILE, DEV_FILE, MANIFEST_FILE = "train.jsonl", "dev.jsonl", "manifest.json"
-
-
-class RecipeError(ConfigError):
-    """A recipe that cannot be used; the message names the file and the key."""
+Pools = dict[str, list["_Candidate"]]  # source name -> its candidates, in recipe order
+Counts = dict[str, dict]  # source name -> what a step counted (the manifest's `sources`)
 
 
 class ContaminationError(DataError):
@@ -55,212 +62,19 @@ class OutputExistsError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# recipe
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SourceEntry(_Strict):
-    """One training source of a recipe."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    task: str
-    read: SourceSpec
-    weight: float = Field(1.0, ge=0.0)
-    cap: int | None = Field(None, ge=0)
-    targets: Literal["random", "changed", "all"] = "random"
-    keep_instructions: bool = False
-    allow_empty: bool = False  # a source that yields no examples is a warning in the manifest, not an error
-
-    @field_validator("task")
-    @classmethod
-    def _known_task(cls, value: str) -> str:
-        try:
-            return get_task(value).name
-        except UnknownTaskError as err:
-            raise ValueError(str(err)) from None
-
-
-class DevConfig(_Strict):
-    """Dev carving: per source, `fraction` of its source sentences, at most `max_per_source`."""
-
-    fraction: float = Field(0.02, ge=0.0, le=0.5)
-    max_per_source: int = Field(100, ge=0)
-
-
-class Recipe(_Strict):
-    """A mix recipe. See docs/data.md for every key."""
-
-    name: str
-    description: str = ""
-    seed: int = 0
-    data_dir: str | None = None
-    paths_outside_data_dir: bool = False  # let source paths leave the data directory (absolute or ../)
-    size: int | None = Field(None, ge=1)
-    unchanged_share: float = Field(0.10, ge=0.0, le=1.0)
-    unchanged_share_per_task: dict[str, float] = {}
-    dev: DevConfig = DevConfig()
-    contamination: Literal["refuse", "drop"] = "refuse"
-    fingerprints: list[str] = []  # fingerprint files or directories of them, relative to the data directory
-    holdout_suites: list[str] = ["writing-dev", "general"]
-    task_files: list[str] = []
-    base: str | None = None
-    include_tasks: list[str] | None = None
-    exclude_tasks: list[str] = []
-    weights: dict[str, float] = {}  # source name -> weight, replacing the source's own (e.g. over a base recipe's)
-    sources: list[SourceEntry] = Field(min_length=1)
-
-    @field_validator("unchanged_share_per_task")
-    @classmethod
-    def _shares(cls, value: dict[str, float]) -> dict[str, float]:
-        out = {}
-        for name, share in value.items():
-            if not 0.0 <= share <= 1.0:
-                raise ValueError(f"share for '{name}' must be between 0 and 1")
-            try:
-                out[get_task(name).name] = share
-            except UnknownTaskError as err:
-                raise ValueError(str(err)) from None
-        return out
-
-    @field_validator("holdout_suites")
-    @classmethod
-    def _suites(cls, value: list[str]) -> list[str]:
-        from writetune.data.evalsets import SUITES
-
-        for name in value:
-            if name not in SUITES:
-                raise ValueError(f"unknown suite '{name}' (known: {', '.join(SUITES)})")
-        return value
-
-    @field_validator("include_tasks", "exclude_tasks")
-    @classmethod
-    def _task_names(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        try:
-            return [get_task(name).name for name in value]
-        except UnknownTaskError as err:
-            raise ValueError(str(err)) from None
-
-    @model_validator(mode="after")
-    def _filter_and_check(self) -> "Recipe":
-        names = {entry.name for entry in self.sources}
-        for name, weight in self.weights.items():
-            if name not in names:
-                raise ValueError(f"weights: no source named '{name}' (sources: {', '.join(sorted(names))})")
-            if weight < 0:
-                raise ValueError(f"weights: '{name}' must be at least 0")
-        self.sources = [entry.model_copy(update={"weight": self.weights[entry.name]}) if entry.name in self.weights
-                        else entry for entry in self.sources]
-        kept = [
-            entry
-            for entry in self.sources
-            if entry.task not in self.exclude_tasks and (self.include_tasks is None or entry.task in self.include_tasks)
-        ]
-        if not kept:
-            raise ValueError("include_tasks/exclude_tasks leave no source")
-        self.sources = kept
-        seen = set()
-        for entry in self.sources:
-            if entry.name in seen:
-                raise ValueError(f"source name '{entry.name}' is used twice")
-            seen.add(entry.name)
-        return self
-
-    def share_for(self, task: str) -> float:
-        return self.unchanged_share_per_task.get(task, self.unchanged_share)
-
-
-def _format_validation_error(path: Path | str, err: ValidationError) -> str:
-    from writetune.data.readers import READERS
-
-    tags = set(READERS) | {"hub", "synthetic"}  # discriminator tags, not keys the user wrote
-    return validation_message(path, err, keep=lambda part: not (isinstance(part, str) and part in tags))
-
-
-def _read_yaml_mapping(path: Path) -> dict:
-    return read_yaml_mapping(path, what="recipe", keys_hint="name, sources, ...", error=RecipeError)
-
-
-def _with_base(path: Path, data: dict, chain: tuple[Path, ...] = ()) -> dict:
-    """A recipe with `base: other.yaml` starts from that file's keys (paths relative to it) and overrides them;
-    `add_sources` appends sources to the base's instead of replacing them."""
-    base = data.get("base")
-    if base is None:
-        return data
-    if not isinstance(base, str):
-        raise RecipeError(f"{path}: key 'base': expected the path of another recipe")
-    base_path = (path.parent / base).resolve()
-    if base_path in chain:
-        raise RecipeError(f"{path}: key 'base': recipes include each other ({base})")
-    parent = _with_base(base_path, _read_yaml_mapping(base_path), (*chain, path.resolve()))
-    merged = {key: value for key, value in parent.items() if key not in ("base", "include_tasks", "exclude_tasks")}
-
-    def rebase(rel: object) -> object:  # relative paths in the base are relative to the base file
-        if not isinstance(rel, str) or os.path.isabs(rel):
-            return rel
-        return os.path.relpath(base_path.parent / rel, path.parent.resolve())
-
-    merged["data_dir"] = rebase(merged.get("data_dir"))
-    if isinstance(merged.get("task_files"), list):
-        merged["task_files"] = [rebase(f) for f in merged["task_files"]]
-    merged.update({key: value for key, value in data.items() if key not in ("base", "add_sources")})
-    if "add_sources" in data:
-        if not isinstance(data["add_sources"], list) or not isinstance(merged.get("sources", []), list):
-            raise RecipeError(f"{path}: key 'add_sources': expected a list of sources")
-        merged["sources"] = [*merged.get("sources", []), *data["add_sources"]]
-    merged["base"] = base
-    return merged
-
-
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe YAML file. Task files it names are registered before its sources are checked."""
-    path = Path(path)
-    data = _with_base(path, _read_yaml_mapping(path))
-    task_files = data.get("task_files") or []
-    if isinstance(task_files, list):
-        for index, task_file in enumerate(task_files):
-            if not isinstance(task_file, str):
-                raise RecipeError(f"{path}: key 'task_files.{index}': expected a path")
-            try:
-                register_task_file(path.parent / task_file, replace=True)
-            except ValueError as err:
-                raise RecipeError(f"{path}: key 'task_files.{index}': {err}") from err
-    try:
-        return Recipe.model_validate(data)
-    except ValidationError as err:
-        raise RecipeError(_format_validation_error(path, err)) from err
-
-
-def resolve_data_dir(cli_value: str | Path | None, recipe: Recipe, recipe_path: str | Path | None = None) -> Path:
-    """--data-dir, else $WRITETUNE_DATA, else the recipe's `data_dir` (relative to the recipe file)."""
-    if cli_value:
-        chosen, how = Path(cli_value), "--data-dir"
-    elif os.environ.get(DATA_ENV):
-        chosen, how = Path(os.environ[DATA_ENV]), f"${DATA_ENV}"
-    elif recipe.data_dir:
-        base = Path(recipe_path).parent if recipe_path else Path.cwd()
-        chosen, how = base / recipe.data_dir, "the recipe's data_dir"
-    else:
-        raise RecipeError(f"no data directory: pass --data-dir, set {DATA_ENV}, or set data_dir in the recipe")
-    if not chosen.is_dir():
-        raise MissingDataError(chosen, f"data directory (from {how})")
-    return chosen
-
-
-# --------------------------------------------------------------------------------------------------------------
-# records
+# candidates
 
 
 @dataclass
-class _Record:
+class _Candidate:
+    """A record on its way into the mix: its match keys for deduplication and contamination checks, and every
+    reference of its example (dev records keep them). An empty `instruction` is drawn from the task registry when
+    the record is written."""
+
     id: str
     task: str
     origin: str
-    instruction: str  # empty: sample a phrasing from the task registry
+    instruction: str
     input: str
     output: str
     references: tuple[str, ...]
@@ -285,7 +99,7 @@ def _hash(*parts: object) -> str:
     return hashlib.sha256("\x00".join(str(p) for p in parts).encode()).hexdigest()
 
 
-def _records(example: Example, entry: SourceEntry, seed: int) -> list[_Record]:
+def _candidates(example: Example, entry: SourceEntry, seed: int) -> list[_Candidate]:
     example = example.detokenized()
     writing = get_task(entry.task).writing
     # writing examples are sentences: whitespace is collapsed; generic data keeps its line breaks (lists, code)
@@ -306,21 +120,18 @@ def _records(example: Example, entry: SourceEntry, seed: int) -> list[_Record]:
         pool = pool or list(enumerate(refs))
         chosen = [pool[int(_hash(seed, "target", base), 16) % len(pool)]]
     return [
-        _Record(base if k == 0 else f"{base}#{i}", entry.task, entry.name, instruction, source, ref, tuple(refs))
+        _Candidate(base if k == 0 else f"{base}#{i}", entry.task, entry.name, instruction, source, ref, tuple(refs))
         for k, (i, ref) in enumerate(sorted(chosen))
     ]
 
 
+def _with_counts(counts: Counts, more: Counts) -> Counts:
+    """`counts` with a step's columns added after the earlier steps' (the manifest keeps that order)."""
+    return {name: {**columns, **more.get(name, {})} for name, columns in counts.items()}
+
+
 # --------------------------------------------------------------------------------------------------------------
 # evaluation data
-
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -331,8 +142,6 @@ class _EvalIndex:
     report: dict[str, dict] = field(default_factory=dict)
 
     def add(self, evalset, data_dir: Path) -> None:
-        from writetune.data.evalsets import item_keys, load_eval_set
-
         missing = evalset.missing_files(data_dir)
         if missing:
             self.report[evalset.name] = {"status": "absent", "missing": str(missing[0].relative_to(data_dir))}
@@ -344,11 +153,11 @@ class _EvalIndex:
         self.report[evalset.name] = {
             "status": "present",
             "items": len(examples),
-            "files": {f: _file_hash(data_dir / f) for f in evalset.files},
+            "files": {f: file_sha256(data_dir / f) for f in evalset.files},
             "matches": 0,
         }
 
-    def match(self, record: _Record) -> str | None:
+    def match(self, record: _Candidate) -> str | None:
         for key in record.text_keys():
             name = self.keys.get(key)
             if name is not None:
@@ -377,9 +186,9 @@ class _FingerprintIndex:
             for digest in digests:
                 self.digests.setdefault(digest, name)
             self.report[name] = {"status": "present", "file": _relative_to(file, data_dir),
-                                 "sha256": _file_hash(file), "fingerprints": len(digests), "matches": 0}
+                                 "sha256": file_sha256(file), "fingerprints": len(digests), "matches": 0}
 
-    def match(self, record: _Record) -> str | None:
+    def match(self, record: _Candidate) -> str | None:
         if not self.digests:
             return None
         for text in (record.input, record.output):
@@ -387,6 +196,14 @@ class _FingerprintIndex:
             if name is not None:
                 return name
         return None
+
+
+def describe_overlap(by_source: dict[str, dict[str, int]]) -> str:
+    """One line for the console: how many training records were dropped, from which source, against which set."""
+    total = sum(n for sets in by_source.values() for n in sets.values())
+    return f"dropped {total} training records that overlap evaluation data: " + "; ".join(
+        f"{source}: " + ", ".join(f"{n} x {name}" for name, n in sorted(sets.items()))
+        for source, sets in sorted(by_source.items()))
 
 
 def describe_overlap(by_source: dict[str, dict[str, int]]) -> str:
@@ -446,11 +263,11 @@ def _quotas(size: int | None, tasks: list[str], limits: list[int], weights: list
     return quotas
 
 
-def _ordered(records: list[_Record], seed: int, salt: str) -> list[_Record]:
+def _ordered(records: list[_Candidate], seed: int, salt: str) -> list[_Candidate]:
     return sorted(records, key=lambda r: _hash(seed, salt, r.id))
 
 
-def _limit_unchanged(records: list[_Record], share: float, seed: int) -> tuple[list[_Record], int]:
+def _limit_unchanged(records: list[_Candidate], share: float, seed: int) -> tuple[list[_Candidate], int]:
     """Keep every changed record and at most enough unchanged ones for them to be `share` of the result."""
     changed = [r for r in records if not r.unchanged]
     unchanged = [r for r in records if r.unchanged]
@@ -460,7 +277,7 @@ def _limit_unchanged(records: list[_Record], share: float, seed: int) -> tuple[l
     return out, len(records) - len(out)
 
 
-def _take(records: list[_Record], quota: int, seed: int) -> list[_Record]:
+def _take(records: list[_Candidate], quota: int, seed: int) -> list[_Candidate]:
     """`quota` records, drawn with the pool's ratio of changed to unchanged records (rounded in favour of changed)."""
     changed = _ordered([r for r in records if not r.unchanged], seed, "take")
     unchanged = _ordered([r for r in records if r.unchanged], seed, "take")
@@ -470,18 +287,10 @@ def _take(records: list[_Record], quota: int, seed: int) -> list[_Record]:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# the build
+# paths
 
 
-@dataclass
-class BuildResult:
-    out_dir: Path
-    manifest: dict
-    train: int
-    dev: int
-
-
-def _recipe_path(data: Path, rel: str, recipe: Recipe, what: str) -> Path:
+def _recipe_path(data: Path, rel: str, recipe: MixRecipe, what: str) -> Path:
     """Where a recipe's data path points: inside the data directory, unless the recipe sets
     `paths_outside_data_dir` (`..` and absolute paths are refused otherwise, whatever the file system holds).
     `what` names the recipe key in the error."""
@@ -535,14 +344,280 @@ def _empty_source(entry: SourceEntry, index: int, paths: list[Path], data: Path)
     return f"{', '.join(_relative_to(p, data) for p in paths) or entry.name}: {what}"
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+# --------------------------------------------------------------------------------------------------------------
+# the steps
+
+
+@dataclass
+class SourcesRead:
+    """What `read_sources` found: the pools, their counts, the SHA-256 of every input file (by its path relative to
+    the data directory), the sources whose text was tokenized, and the warnings for empty sources."""
+
+    pools: Pools
+    counts: Counts
+    inputs: dict[str, str]
+    tokenized: list[str]
+    warnings: list[str]
+
+
+def read_sources(recipe: MixRecipe, data: Path, paths: dict[str, Path], say: Callable[[str], None]) -> SourcesRead:
+    """Step 1: every source's examples as candidates. `paths` maps each file a source names to where it is."""
+    read = SourcesRead({}, {}, {}, [], [])
+    for index, entry in enumerate(recipe.sources):
+        for rel in entry.read.files():
+            path = paths[rel]
+            if not path.exists():
+                raise MissingDataError(path, f"file of source '{entry.name}' (recipe key sources.{index})")
+            if path.is_file():
+                read.inputs[_relative_to(path, data)] = file_sha256(path)
+        say(f"reading {entry.name}")
+        examples = entry.read.read(data, task=entry.task, origin=entry.name)
+        if not examples:
+            read.warnings.append(_empty_source(entry, index, [paths[rel] for rel in entry.read.files()], data))
+        if any(e.tokenized for e in examples):
+            read.tokenized.append(entry.name)
+        candidates = [c for e in examples for c in _candidates(e, entry, recipe.seed)]
+        ids = Counter(c.id for c in candidates)
+        if len(ids) != len(candidates):
+            repeated = next(i for i, n in ids.items() if n > 1)
+            raise DataError(f"source '{entry.name}': example id '{repeated}' occurs more than once")
+        read.pools[entry.name] = candidates
+        read.counts[entry.name] = {"task": entry.task, "format": entry.read.format, "examples": len(examples),
+                                   "records": len(candidates)}
+    return read
+
+
+@dataclass
+class EvalIndexes:
+    """The evaluation data a build checks against: the held-out suites' items, every other registered set's, and
+    the recipe's fingerprint files."""
+
+    holdout: _EvalIndex
+    check: _EvalIndex
+    prints: _FingerprintIndex
+
+
+def load_eval_indexes(recipe: MixRecipe, data: Path) -> EvalIndexes:
+    indexes = EvalIndexes(_EvalIndex(), _EvalIndex(), _FingerprintIndex())
+    for evalset in all_eval_sets():
+        (indexes.holdout if evalset.suite in recipe.holdout_suites else indexes.check).add(evalset, data)
+    for index, entry in enumerate(recipe.fingerprints):
+        indexes.prints.add(entry, _recipe_path(data, entry, recipe, f"recipe key fingerprints.{index}"), index, data)
+    return indexes
+
+
+def drop_eval_items(pools: Pools, indexes: EvalIndexes) -> tuple[Pools, Counts, list[tuple[_Candidate, str]]]:
+    """Step 2: candidates holding an item of a held-out suite go; those matching any other evaluation data go too
+    and are returned with the set they match, for `refuse_contamination`. The indexes count their matches."""
+    kept_pools: Pools = {}
+    counts: Counts = {}
+    contaminated: list[tuple[_Candidate, str]] = []
+    for name, candidates in pools.items():
+        kept = []
+        held = 0
+        for candidate in candidates:
+            hit = indexes.holdout.match(candidate)
+            if hit is not None:
+                indexes.holdout.report[hit]["matches"] += 1
+                held += 1
+                continue
+            hit = indexes.check.match(candidate)
+            if hit is not None:
+                indexes.check.report[hit]["matches"] += 1
+                contaminated.append((candidate, hit))
+                continue
+            hit = indexes.prints.match(candidate)
+            if hit is not None:
+                indexes.prints.report[hit]["matches"] += 1
+                contaminated.append((candidate, hit))
+                continue
+            kept.append(candidate)
+        kept_pools[name] = kept
+        counts[name] = {"held_out": held, "contaminated": len(candidates) - len(kept) - held}
+    return kept_pools, counts, contaminated
+
+
+def refuse_contamination(contaminated: list[tuple[_Candidate, str]], mode: str) -> dict[str, dict[str, int]]:
+    """When refusing, contaminated candidates stop the build; else the overlap, per source and evaluation set."""
+    if contaminated and mode == "refuse":
+        shown = "; ".join(f"{c.id} ({c.output[:50]!r}) is in eval set '{hit}'" for c, hit in contaminated[:5])
+        raise ContaminationError(
+            f"{len(contaminated)} training records contain evaluation items, e.g. {shown}. "
+            "Remove the overlap or build with --drop-contaminated."
+        )
+    overlap: dict[str, dict[str, int]] = {}  # source -> evaluation set -> records
+    for candidate, hit in contaminated:
+        by_set = overlap.setdefault(candidate.origin, {})
+        by_set[hit] = by_set.get(hit, 0) + 1
+    return overlap
+
+
+def dedupe(pools: Pools) -> tuple[Pools, Counts]:
+    """Step 3: exact, then normalised duplicates go (the first occurrence wins, in recipe order)."""
+    seen_exact: set[tuple] = set()
+    seen_norm: set[tuple] = set()
+    kept_pools: Pools = {}
+    counts: Counts = {}
+    for name, candidates in pools.items():
+        kept, exact, norm = [], 0, 0
+        for candidate in candidates:
+            k_exact = (candidate.task, candidate.instruction, candidate.input, candidate.output)
+            k_norm = (candidate.task, candidate.key_in, candidate.key_out)
+            if k_exact in seen_exact:
+                exact += 1
+                continue
+            if k_norm in seen_norm:
+                norm += 1
+                continue
+            seen_exact.add(k_exact)
+            seen_norm.add(k_norm)
+            kept.append(candidate)
+        kept_pools[name] = kept
+        counts[name] = {"duplicates_exact": exact, "duplicates_normalised": norm}
+    return kept_pools, counts
+
+
+def carve_dev(pools: Pools, recipe: MixRecipe) -> tuple[Pools, Pools]:
+    """Step 4: per source, `dev.fraction` of its source sentences (at most `dev.max_per_source`), chosen by hash;
+    every candidate of a chosen sentence, from any source, goes to dev. Returns (train pools, dev pools)."""
+    dev_keys: set[str] = set()
+    for name, candidates in pools.items():
+        groups = sorted({c.key_in for c in candidates}, key=lambda k: _hash(recipe.seed, "dev", name, k))
+        wanted = min(recipe.dev.max_per_source, round(recipe.dev.fraction * len(groups)))
+        dev_keys.update(groups[:wanted])
+    train = {name: [c for c in candidates if c.key_in not in dev_keys] for name, candidates in pools.items()}
+    dev = {name: [c for c in candidates if c.key_in in dev_keys] for name, candidates in pools.items()}
+    return train, dev
+
+
+def cap_unchanged(pools: Pools, recipe: MixRecipe) -> tuple[Pools, Counts]:
+    """Step 5: per source (so also per task), every changed pair stays and at most the task's share of unchanged
+    ones."""
+    kept_pools: Pools = {}
+    counts: Counts = {}
+    for entry in recipe.sources:
+        candidates = pools[entry.name]
+        kept_pools[entry.name], dropped = _limit_unchanged(candidates, recipe.share_for(entry.task), recipe.seed)
+        counts[entry.name] = {"unchanged_in_pool": sum(c.unchanged for c in candidates), "unchanged_dropped": dropped}
+    return kept_pools, counts
+
+
+def sample_train(pools: Pools, recipe: MixRecipe) -> tuple[list[_Candidate], Counts]:
+    """Step 6: the global size split into per-source quotas (`_quotas`), each drawn from its pool (`_take`)."""
+    limits = [min(len(pools[e.name]), e.cap) if e.cap is not None else len(pools[e.name]) for e in recipe.sources]
+    weights = [entry.weight if limit else 0.0 for entry, limit in zip(recipe.sources, limits)]
+    quotas = _quotas(recipe.size, [entry.task for entry in recipe.sources], limits, weights)
+    train: list[_Candidate] = []
+    counts: Counts = {}
+    for entry, quota in zip(recipe.sources, quotas):
+        chosen = _take(pools[entry.name], quota, recipe.seed)
+        counts[entry.name] = {"available": len(pools[entry.name]), "train": len(chosen)}
+        train.extend(chosen)
+    return train, counts
+
+
+def dev_rows(dev_pools: Pools, recipe: MixRecipe) -> tuple[list[_Candidate], Counts]:
+    """Step 7: one dev candidate per (source, source sentence), holding every reference of the group, with the
+    task's share of unchanged pairs."""
+    dev: list[_Candidate] = []
+    counts: Counts = {}
+    for entry in recipe.sources:
+        by_key: dict[str, list[_Candidate]] = defaultdict(list)
+        for candidate in dev_pools[entry.name]:
+            by_key[candidate.key_in].append(candidate)
+        rows = []
+        for group in by_key.values():
+            first = min(group, key=lambda c: c.id)
+            refs: list[str] = []
+            for candidate in group:
+                for ref in candidate.references:
+                    if ref not in refs:
+                        refs.append(ref)
+            rows.append(_Candidate(first.id, first.task, first.origin, first.instruction, first.input, first.output,
+                                   tuple(refs)))
+        rows, _ = _limit_unchanged(rows, recipe.share_for(entry.task), recipe.seed)
+        counts[entry.name] = {"dev": len(rows)}
+        dev.extend(rows)
+    return dev, counts
+
+
+OWN_INSTRUCTION = "(the example's own instruction)"  # how the manifest counts an example's own instruction
+
+
+def _instruction(candidate: _Candidate, seed: int) -> str:
+    """The candidate's own instruction, else one of its task's phrasings, drawn by hash of the seed and its id."""
+    if candidate.instruction:
+        return candidate.instruction
+    phrasings = get_task(candidate.task).instructions
+    return phrasings[int(_hash(seed, "instruction", candidate.id), 16) % len(phrasings)]
+
+
+def with_instructions(train: list[_Candidate], dev: list[_Candidate], seed: int) -> tuple[list[Record], list[Record]]:
+    """Step 8: the mix records, each with its instruction: training shuffled by hash, dev by task, origin and
+    hash."""
+    def record(candidate: _Candidate) -> Record:
+        return Record(id=candidate.id, task=candidate.task, instruction=_instruction(candidate, seed),
+                      input=candidate.input, output=candidate.output, references=candidate.references,
+                      origin=candidate.origin)
+
+    dev_order = sorted(dev, key=lambda c: (c.task, c.origin, _hash(seed, "dev-order", c.id)))
+    return [record(c) for c in _ordered(train, seed, "shuffle")], [record(c) for c in dev_order]
+
+
+def instruction_counts(train: list[_Candidate], seed: int) -> dict[str, dict[str, int]]:
+    """Per task, how many training records got each phrasing (most used first)."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for candidate in train:
+        counts[candidate.task][OWN_INSTRUCTION if candidate.instruction else _instruction(candidate, seed)] += 1
+    return {task: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for task, c in sorted(counts.items())}
+
+
+def unchanged_report(recipe: MixRecipe, counts: Counts, train: list[_Candidate],
+                     dev: list[_Candidate]) -> dict[str, dict]:
+    """Per task: the largest share of unchanged pairs allowed, and the share in the pool (before `cap_unchanged`),
+    in training and in dev."""
+    report: dict[str, dict] = {}
+    for entry in recipe.sources:
+        row = report.setdefault(entry.task, {"max_share": recipe.share_for(entry.task), "pool": 0,
+                                             "pool_unchanged": 0})
+        row["pool"] += counts[entry.name]["available"] + counts[entry.name]["unchanged_dropped"]
+        row["pool_unchanged"] += counts[entry.name]["unchanged_in_pool"]
+    for task, row in report.items():
+        task_train = [c for c in train if c.task == task]
+        task_dev = [c for c in dev if c.task == task]
+        row["pool_share"] = round(row["pool_unchanged"] / row["pool"], 4) if row["pool"] else 0.0
+        row["train"] = len(task_train)
+        row["train_unchanged"] = sum(c.unchanged for c in task_train)
+        row["train_share"] = round(row["train_unchanged"] / len(task_train), 4) if task_train else 0.0
+        row["dev"] = len(task_dev)
+        row["dev_share"] = round(sum(c.unchanged for c in task_dev) / len(task_dev), 4) if task_dev else 0.0
+    return dict(sorted(report.items()))
+
+
+def write_mix(out: Path, train: list[Record], dev: list[Record], manifest: dict, say: Callable[[str], None]) -> None:
+    """Step 9: the three files, written into a temporary directory beside `out` and swapped into place."""
+    for stale in remove_stale_temp_dirs(out):
+        say(f"removed {stale.name}, left by a build that did not finish")
+    with atomic_dir(out) as tmp:
+        write_records(tmp / TRAIN_FILE, train, with_references=False)
+        write_records(tmp / DEV_FILE, dev, with_references=True)
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the build
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    manifest: dict
+    train: int
+    dev: int
 
 
 def build_mix(
-    recipe: Recipe | str | Path,
+    recipe: MixRecipe | str | Path,
     out_dir: str | Path,
     *,
     data_dir: str | Path | None = None,
@@ -557,266 +632,73 @@ def build_mix(
     or contamination when refusing) or `OutputExistsError`."""
     say = log or (lambda message: None)
     recipe_path = None
-    if not isinstance(recipe, Recipe):
+    if not isinstance(recipe, MixRecipe):
         recipe_path = Path(recipe)
-        recipe = load_recipe(recipe_path)
+        recipe = load_mix_recipe(recipe_path)
     data = resolve_data_dir(data_dir, recipe, recipe_path)
     out = Path(out_dir)
-    source_paths = {rel: _recipe_path(data, rel, recipe, f"source '{entry.name}' (recipe key sources.{index})")
-                    for index, entry in enumerate(recipe.sources) for rel in entry.read.files()}
-    _check_output_dir(out, [data, *source_paths.values(), *([recipe_path] if recipe_path else [])], overwrite)
+    paths = {rel: _recipe_path(data, rel, recipe, f"source '{entry.name}' (recipe key sources.{index})")
+             for index, entry in enumerate(recipe.sources) for rel in entry.read.files()}
+    _check_output_dir(out, [data, *paths.values(), *([recipe_path] if recipe_path else [])], overwrite)
     mode = recipe.contamination if drop_contaminated is None else ("drop" if drop_contaminated else "refuse")
-    seed = recipe.seed
 
-    # 1. read the sources
-    inputs: dict[str, str] = {}
-    stats: dict[str, dict] = {}
-    pools: dict[str, list[_Record]] = {}
-    tokenized_sources = []
-    warnings: list[str] = []
-    for index, entry in enumerate(recipe.sources):
-        for rel in entry.read.files():
-            path = source_paths[rel]
-            if not path.exists():
-                raise MissingDataError(path, f"file of source '{entry.name}' (recipe key sources.{index})")
-            if path.is_file():
-                inputs[_relative_to(path, data)] = _file_hash(path)
-        say(f"reading {entry.name}")
-        examples = entry.read.read(data, task=entry.task, origin=entry.name)
-        if not examples:
-            warnings.append(_empty_source(entry, index, [source_paths[rel] for rel in entry.read.files()], data))
-        if any(e.tokenized for e in examples):
-            tokenized_sources.append(entry.name)
-        records = [r for e in examples for r in _records(e, entry, seed)]
-        ids = Counter(r.id for r in records)
-        if len(ids) != len(records):
-            repeated = next(i for i, n in ids.items() if n > 1)
-            raise DataError(f"source '{entry.name}': example id '{repeated}' occurs more than once")
-        pools[entry.name] = records
-        stats[entry.name] = {
-            "task": entry.task,
-            "format": entry.read.format,
-            "examples": len(examples),
-            "records": len(records),
-        }
-
-    # 2. held-out suites: remove their items; 3. every other registered eval set: refuse or drop
-    from writetune.data.evalsets import all_eval_sets
-
+    read = read_sources(recipe, data, paths, say)
     say("loading evaluation sets")
-    holdout, check, prints = _EvalIndex(), _EvalIndex(), _FingerprintIndex()
-    for evalset in all_eval_sets():
-        (holdout if evalset.suite in recipe.holdout_suites else check).add(evalset, data)
-    for index, entry in enumerate(recipe.fingerprints):
-        prints.add(entry, _recipe_path(data, entry, recipe, f"recipe key fingerprints.{index}"), index, data)
-    contaminated: list[tuple[_Record, str]] = []
-    for name, records in pools.items():
-        kept = []
-        held = 0
-        for record in records:
-            hit = holdout.match(record)
-            if hit is not None:
-                holdout.report[hit]["matches"] += 1
-                held += 1
-                continue
-            hit = check.match(record)
-            if hit is not None:
-                check.report[hit]["matches"] += 1
-                contaminated.append((record, hit))
-                continue
-            hit = prints.match(record)
-            if hit is not None:
-                prints.report[hit]["matches"] += 1
-                contaminated.append((record, hit))
-                continue
-            kept.append(record)
-        pools[name] = kept
-        stats[name]["held_out"] = held
-        stats[name]["contaminated"] = len(records) - len(kept) - held
-    if contaminated and mode == "refuse":
-        shown = "; ".join(f"{r.id} ({r.output[:50]!r}) is in eval set '{hit}'" for r, hit in contaminated[:5])
-        raise ContaminationError(
-            f"{len(contaminated)} training records contain evaluation items, e.g. {shown}. "
-            "Remove the overlap or build with --drop-contaminated."
-        )
-    overlap: dict[str, dict[str, int]] = {}  # source -> evaluation set -> records
-    for record, hit in contaminated:
-        by_set = overlap.setdefault(record.origin, {})
-        by_set[hit] = by_set.get(hit, 0) + 1
+    indexes = load_eval_indexes(recipe, data)
+    pools, counts, contaminated = drop_eval_items(read.pools, indexes)
+    stats = _with_counts(read.counts, counts)
+    overlap = refuse_contamination(contaminated, mode)
     if contaminated:
         say(describe_overlap(overlap))
-
-    # 4. deduplicate: exact, then normalised (first occurrence wins, in recipe order)
-    seen_exact: set[tuple] = set()
-    seen_norm: set[tuple] = set()
-    for name, records in pools.items():
-        kept, exact, norm = [], 0, 0
-        for record in records:
-            k_exact = (record.task, record.instruction, record.input, record.output)
-            k_norm = (record.task, record.key_in, record.key_out)
-            if k_exact in seen_exact:
-                exact += 1
-                continue
-            if k_norm in seen_norm:
-                norm += 1
-                continue
-            seen_exact.add(k_exact)
-            seen_norm.add(k_norm)
-            kept.append(record)
-        pools[name] = kept
-        stats[name]["duplicates_exact"] = exact
-        stats[name]["duplicates_normalised"] = norm
-
-    # 5. dev carving, grouped by source sentence across all sources
-    dev_keys: set[str] = set()
-    for name, records in pools.items():
-        groups = sorted({r.key_in for r in records}, key=lambda k: _hash(seed, "dev", name, k))
-        wanted = min(recipe.dev.max_per_source, round(recipe.dev.fraction * len(groups)))
-        taken = 0
-        for key in groups:
-            if taken >= wanted:
-                break
-            dev_keys.add(key)
-            taken += 1
-    dev_pool: dict[str, list[_Record]] = {}
-    for name, records in pools.items():
-        dev_pool[name] = [r for r in records if r.key_in in dev_keys]
-        pools[name] = [r for r in records if r.key_in not in dev_keys]
-
-    # 6. unchanged pairs: at most the task's share, per source (so also per task)
-    unchanged_report: dict[str, dict] = {}
-    for name, records in pools.items():
-        task = stats[name]["task"]
-        before = len(records)
-        stats[name]["unchanged_in_pool"] = sum(r.unchanged for r in records)
-        pools[name], dropped = _limit_unchanged(records, recipe.share_for(task), seed)
-        stats[name]["unchanged_dropped"] = dropped
-        row = unchanged_report.setdefault(task, {"max_share": recipe.share_for(task), "pool": 0, "pool_unchanged": 0})
-        row["pool"] += before
-        row["pool_unchanged"] += stats[name]["unchanged_in_pool"]
-
-    # 7. quotas and sampling
-    names = list(pools)
-    limits = [
-        min(len(pools[n]), entry.cap) if entry.cap is not None else len(pools[n])
-        for n, entry in zip(names, recipe.sources)
-    ]
-    weights = [entry.weight if limit else 0.0 for entry, limit in zip(recipe.sources, limits)]
-    quotas = _quotas(recipe.size, [entry.task for entry in recipe.sources], limits, weights)
-    train: list[_Record] = []
-    for name, quota in zip(names, quotas):
-        chosen = _take(pools[name], quota, seed)
-        stats[name]["available"] = len(pools[name])
-        stats[name]["train"] = len(chosen)
-        train.extend(chosen)
-
-    # dev rows: one per (source, source sentence), with every reference of the group
-    dev: list[_Record] = []
-    for name, records in dev_pool.items():
-        by_key: dict[str, list[_Record]] = defaultdict(list)
-        for record in records:
-            by_key[record.key_in].append(record)
-        rows = []
-        for group in by_key.values():
-            first = min(group, key=lambda r: r.id)
-            refs: list[str] = []
-            for record in group:
-                for ref in record.references:
-                    if ref not in refs:
-                        refs.append(ref)
-            rows.append(_Record(first.id, first.task, first.origin, first.instruction, first.input, first.output, tuple(refs)))
-        rows, _ = _limit_unchanged(rows, recipe.share_for(stats[name]["task"]), seed)
-        stats[name]["dev"] = len(rows)
-        dev.extend(rows)
-
-    # 8. instructions
-    instruction_counts: dict[str, Counter] = defaultdict(Counter)
-
-    def render(record: _Record, split: str) -> dict:
-        if record.instruction:
-            instruction = record.instruction
-            if split == "train":
-                instruction_counts[record.task]["(the example's own instruction)"] += 1
-        else:
-            phrasings = get_task(record.task).instructions
-            instruction = phrasings[int(_hash(seed, "instruction", record.id), 16) % len(phrasings)]
-            if split == "train":
-                instruction_counts[record.task][instruction] += 1
-        row = {
-            "id": record.id,
-            "task": record.task,
-            "origin": record.origin,
-            "instruction": instruction,
-            "input": record.input,
-            "output": record.output,
-        }
-        if split == "dev":
-            row["references"] = list(record.references)
-        return row
-
-    train_rows = [render(r, "train") for r in _ordered(train, seed, "shuffle")]
-    if not train_rows:
+    pools, counts = dedupe(pools)
+    stats = _with_counts(stats, counts)
+    pools, dev_pools = carve_dev(pools, recipe)
+    pools, counts = cap_unchanged(pools, recipe)
+    stats = _with_counts(stats, counts)
+    train, counts = sample_train(pools, recipe)
+    stats = _with_counts(stats, counts)
+    dev, counts = dev_rows(dev_pools, recipe)
+    stats = _with_counts(stats, counts)
+    if not train:
         shares = ", ".join(f"{e.name}: weight {e.weight:g}, {stats[e.name]['available']} available"
                            for e in recipe.sources)
         raise DataError(f"the mix is empty: no source contributes a training record ({shares})")
-    dev_rows = [render(r, "dev") for r in sorted(dev, key=lambda r: (r.task, r.origin, _hash(seed, "dev-order", r.id)))]
+    train_records, dev_records = with_instructions(train, dev, recipe.seed)
 
-    # 9. manifest
-    for task, row in unchanged_report.items():
-        task_train = [r for r in train if r.task == task]
-        task_dev = [r for r in dev if r.task == task]
-        row["pool_share"] = round(row["pool_unchanged"] / row["pool"], 4) if row["pool"] else 0.0
-        row["train"] = len(task_train)
-        row["train_unchanged"] = sum(r.unchanged for r in task_train)
-        row["train_share"] = round(row["train_unchanged"] / len(task_train), 4) if task_train else 0.0
-        row["dev"] = len(task_dev)
-        row["dev_share"] = round(sum(r.unchanged for r in task_dev) / len(task_dev), 4) if task_dev else 0.0
     manifest = {
         "writetune_version": __version__,
         "recipe": recipe.name,
         "description": recipe.description,
-        "seed": seed,
+        "seed": recipe.seed,
         "size_requested": recipe.size,
         "counts": {
-            "train": len(train_rows),
-            "dev": len(dev_rows),
-            "train_by_task": dict(sorted(Counter(r.task for r in train).items())),
-            "train_by_origin": dict(sorted(Counter(r.origin for r in train).items())),
-            "dev_by_task": dict(sorted(Counter(r.task for r in dev).items())),
-            "dev_by_origin": dict(sorted(Counter(r.origin for r in dev).items())),
+            "train": len(train_records),
+            "dev": len(dev_records),
+            "train_by_task": dict(sorted(Counter(c.task for c in train).items())),
+            "train_by_origin": dict(sorted(Counter(c.origin for c in train).items())),
+            "dev_by_task": dict(sorted(Counter(c.task for c in dev).items())),
+            "dev_by_origin": dict(sorted(Counter(c.origin for c in dev).items())),
         },
-        "unchanged": dict(sorted(unchanged_report.items())),
-        "instructions": {task: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for task, c in sorted(instruction_counts.items())},
+        "unchanged": unchanged_report(recipe, stats, train, dev),
+        "instructions": instruction_counts(train, recipe.seed),
         "sources": stats,
-        "warnings": warnings,
-        "inputs": dict(sorted(inputs.items())),
-        "holdout": {"suites": recipe.holdout_suites, "eval_sets": holdout.report},
+        "warnings": read.warnings,
+        "inputs": dict(sorted(read.inputs.items())),
+        "holdout": {"suites": recipe.holdout_suites, "eval_sets": indexes.holdout.report},
         "contamination": {
             "mode": mode,
             "matches": len(contaminated),
             "dropped": len(contaminated) if mode == "drop" else 0,
             "by_source": {source: dict(sorted(sets.items())) for source, sets in sorted(overlap.items())},
-            "eval_sets": check.report,
-            "fingerprints": prints.report,
+            "eval_sets": indexes.check.report,
+            "fingerprints": indexes.prints.report,
         },
         "tokenization": {
-            "tokenized_sources": tokenized_sources,
+            "tokenized_sources": read.tokenized,
             "detokenizer": "writetune.data.tokenization.detokenize (PTB rules, then sacremoses MosesDetokenizer 'en')",
         },
         "recipe_resolved": recipe.model_dump(mode="json"),
     }
-
-    # 10. write atomically
-    for stale in remove_stale_temp_dirs(out):
-        say(f"removed {stale.name}, left by a build that did not finish")
-    tmp = temp_dir_beside(out)
-    try:
-        _write_jsonl(tmp / TRAIN_FILE, train_rows)
-        _write_jsonl(tmp / DEV_FILE, dev_rows)
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        swap_dir_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    say(f"wrote {len(train_rows)} train and {len(dev_rows)} dev records to {out}")
-    return BuildResult(out, manifest, len(train_rows), len(dev_rows))
+    write_mix(out, train_records, dev_records, manifest, say)
+    say(f"wrote {len(train_records)} train and {len(dev_records)} dev records to {out}")
+    return BuildResult(out, manifest, len(train_records), len(dev_records))

@@ -5,13 +5,14 @@ weights, with tokenizer and prompt_format.json), the optimizer and scheduler sta
 (`rng-rank{r}.pt`: Python, NumPy, torch CPU and CUDA) and `state.json` (step, epoch, tokens seen, and the
 fingerprint of the data-order plan). Every `.pt` file holds only tensors, numbers, strings and containers of them, and
 is read with `torch.load(weights_only=True)`: a checkpoint copied from elsewhere cannot run code when a run resumes
-from it. It is written into `checkpoints/.tmp-step-N/` and renamed into place, so a run
+from it. It is written into `checkpoints/.tmp-step-N/` and swapped into place (`writetune.atomic.atomic_dir`), so a run
 killed while saving leaves either the whole checkpoint or none; stale temporary directories are removed on the next
 start. Under FSDP the model and optimizer go through `accelerator.save_state` (sharded), inside the same rename.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -20,6 +21,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+
+from writetune.atomic import atomic_dir
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 STATE_FILE = "state.json"
@@ -127,24 +130,21 @@ class CheckpointWriter:
         """`write_model(dir)` and `write_optim(dir)` write the model and optimizer/scheduler state into `dir`."""
         import torch
 
-        tmp = self.root / f".tmp-step-{step}"
+        tmp = self.root / f".tmp-step-{step}"  # every process writes into it, so its name is fixed
         final = self.root / f"step-{step}"
+        # the main process stages the directory and swaps it into place (replacing a checkpoint of this step from an
+        # earlier attempt); the others only write into it, between the barriers
+        with atomic_dir(final, staging=tmp) if self._main else contextlib.nullcontext(tmp):
+            self._barrier()
+            torch.save(rng_state(), tmp / f"rng-rank{self._rank}.pt")
+            if sharded or self._main:
+                write_model(tmp)
+                write_optim(tmp)
+            self._barrier()
+            if self._main:
+                (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+                _fsync_tree(tmp)
         if self._main:
-            self.root.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-        self._barrier()
-        torch.save(rng_state(), tmp / f"rng-rank{self._rank}.pt")
-        if sharded or self._main:
-            write_model(tmp)
-            write_optim(tmp)
-        self._barrier()
-        if self._main:
-            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
-            _fsync_tree(tmp)
-            if final.exists():  # a checkpoint of this step from an earlier attempt: replace it
-                shutil.rmtree(final)
-            os.replace(tmp, final)
             prune(self.run_dir, self.keep_last)
         self._barrier()
         return final

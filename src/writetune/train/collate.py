@@ -1,5 +1,6 @@
-"""From mix records to packed training rows: tokenise through `writetune.prompt`, mask the loss by construction,
-pack several examples into one padding-free row, and plan which rows make each optimizer step.
+"""From mix records (`writetune.data.record`) to packed training rows: tokenise through `writetune.prompt`, mask the
+loss by construction, pack several examples into one padding-free row, and plan which rows make each optimizer
+step.
 
 An example is the prompt's token ids followed by the response's: the two parts are rendered and tokenised
 separately (exactly as generation encodes a prompt and then produces the answer), so the boundary between "ignored"
@@ -17,30 +18,13 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from writetune.data.record import Record
 from writetune.prompt import PromptFormat, stop_token_ids, token_ids
 
 IGNORE_INDEX = -100
-RECORD_KEYS = ("instruction", "input", "output")
-
-
-class DataFileError(ValueError):
-    """A mix file that cannot be used for training; the message is `file:line: what is wrong`."""
-
-
-@dataclass(frozen=True)
-class Record:
-    """One mix record as `writetune data build` writes it."""
-
-    id: str
-    task: str
-    instruction: str
-    input: str
-    output: str
-    references: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,36 +46,6 @@ class TokenizedExample:
     def labels(self) -> list[int]:
         """Hugging Face convention (unshifted): IGNORE_INDEX on the prompt, the token itself on the response."""
         return [IGNORE_INDEX] * self.n_prompt + list(self.ids[self.n_prompt:])
-
-
-def read_records(path: str | Path) -> list[Record]:
-    """Read a mix jsonl file (keys id, task, instruction, input, output; dev records also references)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such mix file (build one with `writetune data build RECIPE -o DIR`)")
-    records = []
-    with path.open(encoding="utf-8-sig") as fh:  # a leading byte-order mark is not part of the first record
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFileError(f"{path}:{number}: not valid JSON: {err.msg}") from None
-            if not isinstance(row, dict):
-                raise DataFileError(f"{path}:{number}: expected a JSON object")
-            for key in RECORD_KEYS:
-                if not isinstance(row.get(key, "" if key == "input" else None), str):
-                    raise DataFileError(f"{path}:{number}: key '{key}' must be a string")
-            if not row["output"].strip():
-                raise DataFileError(f"{path}:{number}: empty output")
-            refs = row.get("references") or [row["output"]]
-            records.append(Record(id=str(row.get("id", number)), task=str(row.get("task", "generic")),
-                                  instruction=row["instruction"], input=row.get("input", ""),
-                                  output=row["output"], references=tuple(refs)))
-    if not records:
-        raise DataFileError(f"{path}: no records")
-    return records
 
 
 def tokenize_example(tokenizer, fmt: PromptFormat, instruction: str, input_text: str, output: str,

@@ -279,7 +279,8 @@ def plan_data(recipe: TrainRecipe, world: int, activation_bytes: Callable[[RowSh
     offline, the real plan (`collate.plan_steps`) is computed and the row with the most `activation_bytes` taken;
     otherwise the number of examples comes from the manifest or `examples_hint`, their mean length from
     `example_tokens`, and the row is the worst case."""
-    from writetune.train.collate import plan_steps, read_records, tokenize_records
+    from writetune.data.record import read_records
+    from writetune.train.collate import plan_steps, tokenize_records
 
     data = Path(recipe.data)
     tokenizer = _offline_tokenizer(recipe.model) if (data / "train.jsonl").is_file() else None

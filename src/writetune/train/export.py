@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
-from writetune.atomic import temp_dir_beside, umask_mode, write_text_atomic
+from writetune.atomic import atomic_dir, umask_mode, write_text_atomic
 
 GGUF_DTYPES = ("f32", "f16", "bf16")
 
@@ -43,17 +42,10 @@ def _load_merged(source: str):
     return loaded
 
 
-def _atomic_dir(target: Path, overwrite: bool) -> Path:
-    occupied = (target.is_dir() and any(target.iterdir())) or (target.exists() and not target.is_dir())
-    if occupied and not overwrite:
-        raise ExportError(f"{target}: exists and is not empty (pass overwrite / --force to replace it)")
-    return temp_dir_beside(target)
-
-
 def export_merged(source: str, out_dir: str | os.PathLike, *, dtype: str = "float32",
                   overwrite: bool = False) -> Path:
     """Merge (if an adapter) and save `source` as a standalone model directory: safetensors weights, tokenizer and
-    prompt_format.json, written to a temporary directory and renamed into place."""
+    prompt_format.json, written to a temporary directory and swapped into place (`atomic_dir`)."""
     import torch
 
     from writetune.prompt import save_prompt_format
@@ -62,19 +54,15 @@ def export_merged(source: str, out_dir: str | os.PathLike, *, dtype: str = "floa
     if dtype not in dtypes:
         raise ExportError(f"unknown dtype '{dtype}' (expected one of {', '.join(dtypes)})")
     target = Path(out_dir)
-    tmp = _atomic_dir(target, overwrite)
-    try:
+    occupied = (target.is_dir() and any(target.iterdir())) or (target.exists() and not target.is_dir())
+    if occupied and not overwrite:
+        raise ExportError(f"{target}: exists and is not empty (pass overwrite / --force to replace it)")
+    with atomic_dir(target) as tmp:
         loaded = _load_merged(source)
         loaded.model.to(dtypes[dtype])
         loaded.model.save_pretrained(tmp, safe_serialization=True)
         loaded.tokenizer.save_pretrained(tmp)
         save_prompt_format(loaded.prompt_format, tmp)
-        tmp.chmod(0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

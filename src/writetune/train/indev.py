@@ -16,8 +16,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from writetune.data.record import Record
 from writetune.metrics import MetricInputError, canonical_name, metric_class
-from writetune.train.collate import Record
 
 _WHITESPACE_TOKENIZED = {"gleu", "errant", "m2"}
 _REFERENCE_METRICS = {"sari", "gleu", "errant", "bleu", "em", "ibleu"}

@@ -22,20 +22,15 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from writetune.data.record import DEV_FILE, TRAIN_FILE, Record, read_records
 from writetune.train import checkpoint as ckpt
-from writetune.train.collate import (
-    PackedBatch,
-    StepPlan,
-    TokenizedExample,
-    collate,
-    pack,
-    plan_steps,
-    read_records,
-    tokenize_records,
-)
+from writetune.train.collate import PackedBatch, StepPlan, TokenizedExample, collate, pack, plan_steps, tokenize_records
 from writetune.train.recipe import TrainRecipe, dump_recipe, recipe_from_dict
 
 RECIPE_COPY = "recipe.yaml"
@@ -91,8 +86,53 @@ def lr_lambda(schedule, total_steps: int):
     return factor
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process trains: the accelerator, its device, the number of processes and this one's rank, whether
+    it is the main process, whether the model is sharded (FSDP), and the autocast context of the recipe's
+    precision."""
+
+    acc: object
+    device: object
+    world: int
+    rank: int
+    main: bool
+    fsdp: bool
+    autocast: Callable[[], contextlib.AbstractContextManager]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The tokenized training examples that fit a row (`dropped`: how many did not), the data order of the run, and
+    the dev records (empty when the mix has none)."""
+
+    examples: list[TokenizedExample]
+    dropped: int
+    plan: StepPlan
+    dev_records: list[Record]
+
+
+@dataclass(frozen=True)
+class DevEvaluation:
+    """What in-training evaluation runs on: the dev-loss examples and the per-task generation subsets."""
+
+    loss_examples: list[TokenizedExample]
+    subsets: list
+
+
+@dataclass(frozen=True)
+class StartPoint:
+    """Where the run starts: after `step` optimizer steps and `tokens` trained tokens (both 0 for a new run);
+    `resumed_from` is the checkpoint's step, or None."""
+
+    step: int = 0
+    tokens: int = 0
+    resumed_from: int | None = None
+
+
 class Trainer:
-    """One run. `setup()` then `fit()`; every setup step is a method of its own."""
+    """One run: `setup()` builds every part, each `setup_*` method from explicit arguments to the part it returns;
+    then `fit()`."""
 
     def __init__(self, recipe: TrainRecipe, *, resume: bool = False, log=None, loaded=None):
         """`loaded`: a `LoadedModel` (fp32) to train instead of loading `recipe.model`, e.g. a randomly
@@ -102,78 +142,80 @@ class Trainer:
         self.resume = resume
         self.run_dir = Path(recipe.output_dir)
         self.say = log or (lambda message: None)
-        self.start_step = 0
-        self.resumed_from: int | None = None
 
     # ---------------------------------------------------------------------------------------------- setup
     def setup(self) -> "Trainer":
-        self.setup_accelerator()
-        self.setup_run_dir()
-        self.setup_model()
-        self.setup_data()
-        self.setup_optimizer()
-        self.setup_scheduler()
-        self.setup_distributed()
-        self.load_checkpoint()
-        self.setup_logging()
-        self.setup_eval()
+        self.runtime = self.setup_runtime()
+        if not self.runtime.main:
+            self.say = lambda message: None
+        resume_from = self.setup_run_dir(self.runtime)
+        self.loaded, model = self.setup_model(self.preloaded, self.runtime.device)
+        self.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        self.total_params = sum(p.numel() for p in model.parameters())
+        self.data = self.setup_data(self.loaded, self.runtime.world)
+        optimizer = self.setup_optimizer(model)
+        self.scheduler = self.setup_scheduler(optimizer, len(self.data.plan))
+        self.model, self.optimizer = self.setup_distributed(model, optimizer, self.runtime)
+        self.start = self.load_checkpoint(resume_from, self.data.plan)
+        self.tokens_seen = self.start.tokens
+        self.logger, self.progress = self.setup_logging(self.start, len(self.data.plan), self.runtime.main)
+        self.dev = self.setup_eval(self.data.dev_records, self.loaded)
         return self
 
-    def setup_accelerator(self) -> None:
+    def setup_runtime(self) -> Runtime:
+        """The accelerator and what it says about this process; seeds torch and sets its threads."""
         import torch
         from accelerate import Accelerator
         from accelerate.utils import DistributedType
 
-        self.acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
-        self.device = self.acc.device
-        self.world = self.acc.num_processes
-        self.rank = self.acc.process_index
-        self.main = self.acc.is_main_process
-        if not self.main:
-            self.say = lambda message: None
-        self.fsdp = self.acc.distributed_type == DistributedType.FSDP
+        acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
+        device = acc.device
         bf16 = self.recipe.precision == "bf16"
-        if bf16 and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        if bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ValueError("precision: bf16, but this GPU does not support bfloat16; use precision: fp32")
-        self.autocast = lambda: torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16)
         if self.recipe.threads:
             torch.set_num_threads(self.recipe.threads)
         torch.manual_seed(self.recipe.seed)
+        return Runtime(acc=acc, device=device, world=acc.num_processes, rank=acc.process_index,
+                       main=acc.is_main_process, fsdp=acc.distributed_type == DistributedType.FSDP,
+                       autocast=lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16))
 
-    def setup_run_dir(self) -> None:
+    def setup_run_dir(self, runtime: Runtime) -> Path | None:
+        """Claim the output directory (refusing one that holds another run, or a resume whose recipe changed) and
+        keep a copy of the recipe in it; returns the checkpoint to resume from, or None."""
         copy = self.run_dir / RECIPE_COPY
-        if self.main:
+        if runtime.main:
             ckpt.remove_stale(self.run_dir)
         existing = ckpt.latest_checkpoint(self.run_dir)
         if copy.is_file() and not self.resume and (existing or (self.run_dir / "model").exists()):
             raise RunDirError(f"{self.run_dir} already holds a run; pass --resume to continue it, or choose another "
                               "output_dir")
         if self.resume and copy.is_file() and existing is not None:
-            import yaml
-
             before = recipe_from_dict(yaml.safe_load(copy.read_text()), str(copy)).training_view()
             now = self.recipe.training_view()
             changed = sorted(key for key in now if now[key] != before[key])
             if changed:
                 raise RunDirError(f"{self.run_dir}: cannot resume, the recipe changed since the run started "
                                   f"(keys: {', '.join(changed)}); a resumed run must train the same thing")
-        self.resume_from = existing if self.resume else None
-        if self.main:
+        resume_from = existing if self.resume else None
+        if runtime.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            if self.resume_from is None:
+            if resume_from is None:
                 copy.write_text(dump_recipe(self.recipe), encoding="utf-8")
-        self.acc.wait_for_everyone()
+        runtime.acc.wait_for_everyone()
+        return resume_from
 
-    def setup_model(self) -> None:
+    def setup_model(self, preloaded, device) -> tuple:
+        """The model to train on `device` (`preloaded`, else the recipe's model loaded in fp32): with a LoRA adapter
+        or fully trainable, gradient checkpointing and the attention the recipe asks for. Returns (the
+        `LoadedModel` it came from, the model)."""
         import torch
 
         from writetune.models import load_model
         from writetune.train import attention
 
         r = self.recipe
-        loaded = self.preloaded or load_model(r.model, dtype="float32")
-        self.loaded = loaded
-        self.tokenizer, self.fmt = loaded.tokenizer, loaded.prompt_format
+        loaded = preloaded or load_model(r.model, dtype="float32")
         model = loaded.model
         if r.method == "lora":
             from peft import get_peft_model
@@ -202,78 +244,79 @@ class Trainer:
             attention.use_varlen(model)
         else:
             attention.use_sdpa(model)
-        model.to(self.device)
+        model.to(device)
         model.train()
-        self.model = model
-        self.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        self.total_params = sum(p.numel() for p in model.parameters())
+        return loaded, model
 
-    def setup_data(self) -> None:
+    def setup_data(self, loaded, world: int) -> TrainingData:
+        """The mix tokenized with `loaded`'s tokenizer and prompt format, and the data order for `world`
+        processes."""
         r = self.recipe
         data = Path(r.data)
-        records = read_records(data / "train.jsonl")
-        examples = tokenize_records(self.tokenizer, self.fmt, records, edit_weight=r.edit_weight)
+        records = read_records(data / TRAIN_FILE)
+        examples = tokenize_records(loaded.tokenizer, loaded.prompt_format, records, edit_weight=r.edit_weight)
         limit = r.batch.example_limit
-        self.dropped = sum(1 for ex in examples if len(ex) > limit)
-        self.train = [ex for ex in examples if len(ex) <= limit]
-        if not self.train:
-            raise ValueError(f"{data / 'train.jsonl'}: every example is longer than {limit} tokens "
+        kept = [ex for ex in examples if len(ex) <= limit]
+        if not kept:
+            raise ValueError(f"{data / TRAIN_FILE}: every example is longer than {limit} tokens "
                              "(batch.max_example_tokens)")
-        self.plan: StepPlan = plan_steps([len(ex) for ex in self.train], budget=r.batch.tokens, seed=r.seed,
-                                         world_size=self.world, grad_accum=r.batch.grad_accum,
-                                         epochs=r.num_epochs, max_steps=r.max_steps)
-        self.total_steps = len(self.plan)
-        self.dev_records = []
+        plan = plan_steps([len(ex) for ex in kept], budget=r.batch.tokens, seed=r.seed, world_size=world,
+                          grad_accum=r.batch.grad_accum, epochs=r.num_epochs, max_steps=r.max_steps)
+        dev_records = []
         needs_dev = r.eval.at_start or r.eval.every > 0 or r.eval.at_end
-        if (data / "dev.jsonl").is_file():
-            self.dev_records = read_records(data / "dev.jsonl")
+        if (data / DEV_FILE).is_file():
+            dev_records = read_records(data / DEV_FILE)
         elif needs_dev:
-            raise FileNotFoundError(f"{data / 'dev.jsonl'}: the recipe evaluates during training (eval.every, "
+            raise FileNotFoundError(f"{data / DEV_FILE}: the recipe evaluates during training (eval.every, "
                                     "eval.at_start, eval.at_end) but the mix has no dev file")
+        return TrainingData(examples=kept, dropped=len(examples) - len(kept), plan=plan, dev_records=dev_records)
 
-    def setup_optimizer(self) -> None:
+    def setup_optimizer(self, model):
+        """AdamW over the trainable parameters, weight decay on matrices only."""
         import torch
 
         o = self.recipe.optimizer
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = [p for p in model.parameters() if p.requires_grad]
         decay = [p for p in params if p.ndim >= 2]
         rest = [p for p in params if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-        self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=o.lr, betas=tuple(o.betas),
-                                           eps=o.eps)
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=o.lr, betas=tuple(o.betas), eps=o.eps)
 
-    def setup_scheduler(self) -> None:
+    def setup_scheduler(self, optimizer, total_steps: int):
         import torch
 
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
-                                                           lr_lambda(self.recipe.schedule, self.total_steps))
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.recipe.schedule, total_steps))
 
-    def setup_distributed(self) -> None:
-        if self.world > 1 or self.fsdp:
-            self.model, self.optimizer = self.acc.prepare(self.model, self.optimizer)
+    @staticmethod
+    def setup_distributed(model, optimizer, runtime: Runtime) -> tuple:
+        """The model and optimizer wrapped for several processes (DDP) or sharding (FSDP); as given for one."""
+        if runtime.world > 1 or runtime.fsdp:
+            return runtime.acc.prepare(model, optimizer)
+        return model, optimizer
 
-    def load_checkpoint(self) -> None:
-        if self.resume_from is None:
-            return
-        path = self.resume_from
+    def load_checkpoint(self, path: Path | None, plan: StepPlan) -> StartPoint:
+        """Restore weights, optimizer, scheduler and RNG state from `path` (which must have been written with the
+        same data order); a new run starts at step 0."""
+        if path is None:
+            return StartPoint()
         state = ckpt.read_state(path)
-        if state["plan"] != self.plan.fingerprint():
+        if state["plan"] != plan.fingerprint():
             raise RunDirError(f"{path}: the data order differs from the checkpoint's (different data, number of "
                               "processes or batch shape); resume with the same setup")
-        if self.fsdp:
-            self.acc.load_state(str(path / "accelerate"))
+        if self.runtime.fsdp:
+            self.runtime.acc.load_state(str(path / "accelerate"))
         else:
             self._load_weights(path / "model")
             self.optimizer.load_state_dict(ckpt.load_state_file(path / "optimizer.pt"))
         self.scheduler.load_state_dict(ckpt.load_state_file(path / "scheduler.pt"))
-        ckpt.load_rng(path, self.rank)
-        self.start_step = self.resumed_from = int(state["step"])
-        self.tokens_seen = int(state.get("tokens", 0))
+        ckpt.load_rng(path, self.runtime.rank)
+        step = int(state["step"])
+        return StartPoint(step=step, tokens=int(state.get("tokens", 0)), resumed_from=step)
 
     def _load_weights(self, directory: Path) -> None:
         from safetensors.torch import load_file
 
-        model = self.acc.unwrap_model(self.model)
+        model = self.runtime.acc.unwrap_model(self.model)
         if self.recipe.method == "lora":
             from peft import set_peft_model_state_dict
 
@@ -288,67 +331,72 @@ class Trainer:
                 raise RunDirError(f"{directory}: weights do not match the model (missing {sorted(missing)[:3]}, "
                                   f"unexpected {sorted(unexpected)[:3]})")
 
-    def setup_logging(self) -> None:
+    def setup_logging(self, start: StartPoint, total_steps: int, main: bool) -> tuple:
+        """The run's logger (metrics.jsonl, TensorBoard, W&B) and progress bar; both silent off the main process."""
         from writetune.train.logs import Progress, RunLogger
 
         lg = self.recipe.log
-        self.logger = RunLogger(self.run_dir, enabled=self.main, tensorboard=lg.tensorboard, wandb=lg.wandb,
-                                wandb_project=lg.wandb_project, resume_step=self.resumed_from,
-                                config=self.recipe.model_dump(mode="json"))
-        self.progress = Progress(self.total_steps, self.start_step, enabled=self.main and lg.progress,
-                                 say=self.say if self.main else None)
-        if not hasattr(self, "tokens_seen"):
-            self.tokens_seen = 0
+        logger = RunLogger(self.run_dir, enabled=main, tensorboard=lg.tensorboard, wandb=lg.wandb,
+                           wandb_project=lg.wandb_project, resume_step=start.resumed_from,
+                           config=self.recipe.model_dump(mode="json"))
+        progress = Progress(total_steps, start.step, enabled=main and lg.progress, say=self.say if main else None)
+        return logger, progress
 
-    def setup_eval(self) -> None:
+    def setup_eval(self, dev_records: list[Record], loaded) -> DevEvaluation:
+        """The dev-loss examples (`eval.loss_examples` dev records, drawn by seed) and the generation subsets."""
         import numpy as np
 
         from writetune.train.indev import select_subsets
 
         e = self.recipe.eval
-        self.subsets = []
-        self.dev_loss_examples: list[TokenizedExample] = []
-        if not self.dev_records:
-            return
-        order = np.random.default_rng([self.recipe.seed, 99]).permutation(len(self.dev_records)).tolist()
-        chosen = [self.dev_records[i] for i in order[: e.loss_examples or len(order)]]
-        dev = tokenize_records(self.tokenizer, self.fmt, chosen)
-        self.dev_loss_examples = [ex for ex in dev if len(ex) <= self.recipe.batch.tokens]
-        if self.fsdp and e.generate_per_task:
+        if not dev_records:
+            return DevEvaluation(loss_examples=[], subsets=[])
+        order = np.random.default_rng([self.recipe.seed, 99]).permutation(len(dev_records)).tolist()
+        chosen = [dev_records[i] for i in order[: e.loss_examples or len(order)]]
+        dev = tokenize_records(loaded.tokenizer, loaded.prompt_format, chosen)
+        loss_examples = [ex for ex in dev if len(ex) <= self.recipe.batch.tokens]
+        if self.runtime.fsdp and e.generate_per_task:
             self.say("note: in-training generation is skipped under FSDP (sharded weights); the dev loss still runs")
-        else:
-            self.subsets = select_subsets(self.dev_records, e.generate_per_task, self.recipe.seed, e.tasks, e.metrics)
+            return DevEvaluation(loss_examples=loss_examples, subsets=[])
+        return DevEvaluation(loss_examples=loss_examples,
+                             subsets=select_subsets(dev_records, e.generate_per_task, self.recipe.seed, e.tasks,
+                                                    e.metrics))
 
     # ---------------------------------------------------------------------------------------------- training
+    @property
+    def total_steps(self) -> int:
+        return len(self.data.plan)
+
     def step_targets(self, step_index: int) -> int:
-        return sum(self.train[i].n_response for row in self.plan.steps[step_index] for i in row)
+        return sum(self.data.examples[i].n_response for row in self.data.plan.steps[step_index] for i in row)
 
     def accumulate(self, step_index: int) -> tuple[float, int]:
         """Forward and backward over this process's rows of a step, leaving the step's gradients in `.grad`.
         Returns (the step's loss over all processes, real tokens in the step over all processes)."""
         import torch
 
-        rows = self.plan.rows_for(step_index, self.rank)
+        rows = self.data.plan.rows_for(step_index, self.runtime.rank)
         total_targets = self.step_targets(step_index)
-        scale = self.world / total_targets  # processes average gradients; undo that to get a global token mean
-        local_sum = torch.zeros((), device=self.device)
+        scale = self.runtime.world / total_targets  # processes average gradients; undo that to get a global token mean
+        local_sum = torch.zeros((), device=self.runtime.device)
         for g, row in enumerate(rows):
-            batch = collate([self.train[i] for i in row]).to(self.device)
+            batch = collate([self.data.examples[i] for i in row]).to(self.runtime.device)
             last = g == len(rows) - 1
-            sync = contextlib.nullcontext() if (last or self.world == 1) else self.acc.no_sync(self.model)
+            alone = last or self.runtime.world == 1
+            sync = contextlib.nullcontext() if alone else self.runtime.acc.no_sync(self.model)
             with sync:
-                loss_sum = token_loss_sum(self.model, batch, self.autocast)
-                self.acc.backward(loss_sum * scale)
+                loss_sum = token_loss_sum(self.model, batch, self.runtime.autocast)
+                self.runtime.acc.backward(loss_sum * scale)
             local_sum += loss_sum.detach()
-        loss = self.acc.reduce(local_sum, "sum").item() / total_targets
-        tokens = sum(len(self.train[i]) for row in self.plan.steps[step_index] for i in row)
+        loss = self.runtime.acc.reduce(local_sum, "sum").item() / total_targets
+        tokens = sum(len(self.data.examples[i]) for row in self.data.plan.steps[step_index] for i in row)
         return loss, tokens
 
     def update(self) -> float:
         """Clip, step the optimizer and the schedule, clear the gradients; returns the gradient norm."""
         max_norm = self.recipe.optimizer.max_grad_norm
         params = [p for p in self.model.parameters() if p.requires_grad]
-        grad_norm = self.acc.clip_grad_norm_(params, max_norm if max_norm is not None else float("inf"))
+        grad_norm = self.runtime.acc.clip_grad_norm_(params, max_norm if max_norm is not None else float("inf"))
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -362,19 +410,19 @@ class Trainer:
     def dev_loss(self) -> float | None:
         import torch
 
-        if not self.dev_loss_examples:
+        if not self.dev.loss_examples:
             return None
-        rows = pack(range(len(self.dev_loss_examples)), [len(ex) for ex in self.dev_loss_examples],
+        rows = pack(range(len(self.dev.loss_examples)), [len(ex) for ex in self.dev.loss_examples],
                     self.recipe.batch.tokens)
-        total = torch.zeros(2, device=self.device, dtype=torch.float64)
+        total = torch.zeros(2, device=self.runtime.device, dtype=torch.float64)
         self.model.eval()
         with torch.no_grad():
-            for row in rows[self.rank::self.world]:
-                batch = collate([self.dev_loss_examples[i] for i in row]).to(self.device)
-                total[0] += token_loss_sum(self.model, batch, self.autocast).double()
+            for row in rows[self.runtime.rank::self.runtime.world]:
+                batch = collate([self.dev.loss_examples[i] for i in row]).to(self.runtime.device)
+                total[0] += token_loss_sum(self.model, batch, self.runtime.autocast).double()
                 total[1] += batch.n_targets
         self.model.train()
-        total = self.acc.reduce(total, "sum")
+        total = self.runtime.acc.reduce(total, "sum")
         return (total[0] / total[1]).item()
 
     def evaluate(self, step: int) -> dict:
@@ -386,19 +434,19 @@ class Trainer:
 
         started = time.perf_counter()
         record = {"kind": "eval", "step": step, "dev_loss": self.dev_loss()}
-        if self.main and self.subsets:
-            model = self.acc.unwrap_model(self.model)
+        if self.runtime.main and self.dev.subsets:
+            model = self.runtime.acc.unwrap_model(self.model)
             model.eval()
-            loaded = LoadedModel(model=model, tokenizer=self.tokenizer, prompt_format=self.fmt,
+            loaded = LoadedModel(model=model, tokenizer=self.loaded.tokenizer, prompt_format=self.loaded.prompt_format,
                                  resolved=self.loaded.resolved)
             e = self.recipe.eval
-            with torch.no_grad(), self.autocast():
-                record["tasks"] = run_generation_eval(loaded, self.subsets, max_new_tokens=e.max_new_tokens,
+            with torch.no_grad(), self.runtime.autocast():
+                record["tasks"] = run_generation_eval(loaded, self.dev.subsets, max_new_tokens=e.max_new_tokens,
                                                       batch_size=e.batch_size)
             model.train()
-        self.acc.wait_for_everyone()
+        self.runtime.acc.wait_for_everyone()
         record["eval_s"] = round(time.perf_counter() - started, 2)
-        if self.main:
+        if self.runtime.main:
             self.logger.log(record)
             self.progress.write(describe_eval(record))
         return record
@@ -406,11 +454,12 @@ class Trainer:
     def save_checkpoint(self, step: int) -> None:
         import torch
 
-        state = {"step": step, "epoch": self.plan.epoch_of_step[step - 1], "tokens": self.tokens_seen,
-                 "plan": self.plan.fingerprint(), "world_size": self.world, "total_steps": self.total_steps}
-        if self.fsdp:
+        state = {"step": step, "epoch": self.data.plan.epoch_of_step[step - 1], "tokens": self.tokens_seen,
+                 "plan": self.data.plan.fingerprint(), "world_size": self.runtime.world,
+                 "total_steps": self.total_steps}
+        if self.runtime.fsdp:
             def write_model(d):
-                self.acc.save_state(str(d / "accelerate"))
+                self.runtime.acc.save_state(str(d / "accelerate"))
 
             def write_optim(d):
                 torch.save(self.scheduler.state_dict(), d / "scheduler.pt")
@@ -421,8 +470,8 @@ class Trainer:
             def write_optim(d):
                 torch.save(self.optimizer.state_dict(), d / "optimizer.pt")
                 torch.save(self.scheduler.state_dict(), d / "scheduler.pt")
-        writer = ckpt.CheckpointWriter(self.run_dir, self.recipe.checkpoint.keep_last, self.acc)
-        writer.save(step, state, write_model, write_optim, sharded=self.fsdp)
+        writer = ckpt.CheckpointWriter(self.run_dir, self.recipe.checkpoint.keep_last, self.runtime.acc)
+        writer.save(step, state, write_model, write_optim, sharded=self.runtime.fsdp)
 
     def save_model(self, directory: Path) -> None:
         """The trainable weights as a loadable model: an adapter (base = the recipe's spec) or full weights, with
@@ -430,9 +479,9 @@ class Trainer:
         from writetune.prompt import save_prompt_format
         from writetune.train import attention
 
-        model = self.acc.unwrap_model(self.model)
-        state = self.acc.get_state_dict(self.model) if self.fsdp else None
-        if self.main:
+        model = self.runtime.acc.unwrap_model(self.model)
+        state = self.runtime.acc.get_state_dict(self.model) if self.runtime.fsdp else None
+        if self.runtime.main:
             directory.mkdir(parents=True, exist_ok=True)
             attention.use_sdpa(model)  # the saved config must not name an implementation only writetune registers
             try:
@@ -440,8 +489,8 @@ class Trainer:
             finally:
                 if self.recipe.attention == "varlen":
                     attention.use_varlen(model)
-            self.tokenizer.save_pretrained(directory)
-            save_prompt_format(self.fmt, directory)
+            self.loaded.tokenizer.save_pretrained(directory)
+            save_prompt_format(self.loaded.prompt_format, directory)
 
     def fit(self) -> TrainResult:
         r = self.recipe
@@ -450,11 +499,11 @@ class Trainer:
         started = time.perf_counter()
         losses: list[float] = []
         last_eval = None
-        if self.start_step == 0 and e.at_start:
+        if self.start.step == 0 and e.at_start:
             last_eval = self.evaluate(0)
         run_tokens = 0
         train_time = 0.0
-        for index in range(self.start_step, self.total_steps):
+        for index in range(self.start.step, self.total_steps):
             step = index + 1
             t0 = time.perf_counter()
             loss, grad_norm, tokens = self.train_step(index)
@@ -464,10 +513,11 @@ class Trainer:
             self.tokens_seen += tokens
             losses.append(loss)
             lr = self.scheduler.get_last_lr()[0]
-            if self.main and (step % r.log.every == 0 or step == self.total_steps):
-                self.logger.log({"kind": "train", "step": step, "epoch": round(self.plan.epoch_of_step[index], 4),
-                                 "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": tokens,
-                                 "targets": self.step_targets(index), "tokens_per_s": round(tokens / dt, 1),
+            if self.runtime.main and (step % r.log.every == 0 or step == self.total_steps):
+                epoch = round(self.data.plan.epoch_of_step[index], 4)
+                self.logger.log({"kind": "train", "step": step, "epoch": epoch, "loss": loss, "lr": lr,
+                                 "grad_norm": grad_norm, "tokens": tokens, "targets": self.step_targets(index),
+                                 "tokens_per_s": round(tokens / dt, 1),
                                  "tokens_seen": self.tokens_seen, "elapsed_s": round(time.perf_counter() - started, 2)})
             self.progress.update(loss, run_tokens / train_time, lr)
             if e.every and step % e.every == 0:
@@ -480,18 +530,18 @@ class Trainer:
         self.save_checkpoint(self.total_steps)
         self.save_model(self.run_dir / "model")
         wall = time.perf_counter() - started
-        result = TrainResult(run_dir=self.run_dir, steps=self.total_steps, resumed_from=self.resumed_from,
+        result = TrainResult(run_dir=self.run_dir, steps=self.total_steps, resumed_from=self.start.resumed_from,
                              train_losses=losses, final_dev_loss=(last_eval or {}).get("dev_loss"), wall_s=wall,
                              tokens_per_s=run_tokens / train_time if train_time else 0.0)
-        if self.main:
+        if self.runtime.main:
             (self.run_dir / RESULT_FILE).write_text(json.dumps({
                 "steps": result.steps, "resumed_from": result.resumed_from, "wall_s": round(wall, 2),
                 "train_tokens_per_s": round(result.tokens_per_s, 1), "final_dev_loss": result.final_dev_loss,
-                "dropped_long_examples": self.dropped, "method": self.recipe.method,
+                "dropped_long_examples": self.data.dropped, "method": self.recipe.method,
                 "trainable_params": self.trainable, "total_params": self.total_params,
                 "hardware": self.hardware()}, indent=2) + "\n")
         self.logger.close()
-        self.acc.wait_for_everyone()
+        self.runtime.acc.wait_for_everyone()
         return result
 
     def hardware(self) -> str:
@@ -500,20 +550,21 @@ class Trainer:
 
         import torch
 
-        if self.device.type == "cuda":
-            what = torch.cuda.get_device_name(self.device)
+        if self.runtime.device.type == "cuda":
+            what = torch.cuda.get_device_name(self.runtime.device)
         else:
             what = f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-        return f"{self.world} x {what}"
+        return f"{self.runtime.world} x {what}"
 
     def describe(self) -> str:
         r = self.recipe
+        world = self.runtime.world
         what = f"LoRA r={r.lora.rank}" if r.method == "lora" else "full fine-tune"
         return (f"{what} of {r.model}: {self.trainable:,} of {self.total_params:,} parameters trained; "
-                f"{len(self.train):,} examples ({self.dropped} longer than {r.batch.example_limit} tokens left out), "
-                f"{self.total_steps} steps of {self.world} x {r.batch.grad_accum} rows x <= {r.batch.tokens} tokens; "
-                f"{r.precision}, {self.world} process(es) on {self.device}"
-                + (f"; resuming after step {self.start_step}" if self.resumed_from else ""))
+                f"{len(self.data.examples):,} examples ({self.data.dropped} longer than {r.batch.example_limit} tokens "
+                f"left out), {self.total_steps} steps of {world} x {r.batch.grad_accum} rows x <= {r.batch.tokens} "
+                f"tokens; {r.precision}, {world} process(es) on {self.runtime.device}"
+                + (f"; resuming after step {self.start.step}" if self.start.resumed_from else ""))
 
 
 def describe_eval(record: dict) -> str:

@@ -8,23 +8,19 @@ any model is loaded, with a sentence that says why.
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from writetune.config import ConfigError, read_yaml_mapping, validation_message
+from writetune.config import RecipeError, read_yaml_mapping, validate
 
 LLAMA_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # keys whose change would make a resumed run differ from the run it continues
 TRAINING_KEYS = ("model", "data", "method", "lora", "optimizer", "schedule", "batch", "epochs", "max_steps", "seed",
                  "precision", "gradient_checkpointing", "attention", "edit_weight")
-
-
-class RecipeError(ConfigError):
-    """A training recipe that cannot be used; the message names the file and the key."""
 
 
 class _Strict(BaseModel):
@@ -228,19 +224,18 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, A
 
 
 def recipe_from_dict(data: dict, where: str = "recipe") -> TrainRecipe:
-    try:
-        return TrainRecipe.model_validate(data)
-    except ValidationError as err:
-        raise RecipeError(validation_message(
-            where, err, unknown_key="unknown key (see docs/training.md for the recipe keys)")) from err
+    """A training recipe from already-parsed keys; `where` names their origin in errors."""
+    return validate(TrainRecipe, data, where, error=RecipeError,
+                    unknown_key="unknown key (see docs/training.md for the recipe keys)")
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+def load_train_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
                 settings: Mapping[str, Any] | None = None) -> TrainRecipe:
     """Read, override and validate a recipe file: `overrides` are `key.sub=value` strings (values read as YAML),
     `settings` already-parsed values under dotted keys, applied after them."""
     path = Path(path)
-    data = read_yaml_mapping(path, what="recipe", keys_hint="model, data, output_dir, ...", error=RecipeError, empty_ok=True)
+    data = read_yaml_mapping(path, what="recipe", keys_hint="model, data, output_dir, ...", error=RecipeError,
+                             empty_ok=True)
     for key, value in parse_overrides(overrides):
         _set_dotted(data, key, value, f"{path} (--set)")
     for key, value in (settings or {}).items():
@@ -249,4 +244,5 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
 
 
 def dump_recipe(recipe: TrainRecipe) -> str:
+    """The recipe as YAML, every key written out (the run directory's copy)."""
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
