@@ -32,9 +32,9 @@ def test_budget_is_relative_to_input_and_capped(generator, monkeypatch):
     tokenizer = generator.tokenizer
     decoding = DecodingConfig(max_new_tokens=20, length_ratio=0.5, length_slack=1)
     short = Request("Fix:", "Hi.")
-    assert generator._budget(short, decoding) == -(-len(tokenizer("Hi.")["input_ids"]) // 2) + 1
+    assert generator.budget(short, decoding) == -(-len(tokenizer("Hi.")["input_ids"]) // 2) + 1
     long_request = Request("Fix:", "word " * 200)
-    assert generator._budget(long_request, decoding) == 20
+    assert generator.budget(long_request, decoding) == 20
 
     seen = []
     real_generate = generator.loaded.model.generate
@@ -47,7 +47,7 @@ def test_budget_is_relative_to_input_and_capped(generator, monkeypatch):
     monkeypatch.setattr(generator.loaded.model, "generate", spy)
     generator.generate([short, long_request], DecodingConfig(max_new_tokens=20, length_ratio=0.5, length_slack=1,
                                                              batch_size=1))
-    assert [limit for limit, _ in seen] == [20, generator._budget(short, decoding)]  # longest prompt first
+    assert [limit for limit, _ in seen] == [20, generator.budget(short, decoding)]  # longest prompt first
     assert all(produced <= limit for limit, produced in seen)
 
 
@@ -117,16 +117,16 @@ def test_engine_equals_one_request_at_a_time_with_refills_and_prefix_groups(gene
 
 
 def test_engine_runs_greedy_and_generate_runs_the_rest(generator, monkeypatch):
-    import writetune.generate as gen
+    from writetune.generate.engine import GreedyEngine
 
     calls = []
-    real_run = gen._GreedyEngine.run
+    real_run = GreedyEngine.run
 
     def spy(self, *args, **kwargs):
         calls.append(self)
         return real_run(self, *args, **kwargs)
 
-    monkeypatch.setattr(gen._GreedyEngine, "run", spy)
+    monkeypatch.setattr(GreedyEngine, "run", spy)
     generator.generate(REQUESTS, DecodingConfig(batch_size=4, max_new_tokens=6))
     assert len(calls) == 1
     # three groups of requests share a prompt prefix; each prefix is computed once, then one pass per step
