@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -42,6 +43,13 @@ def _load_merged(source: str):
     return loaded
 
 
+def _refuse_occupied(target: Path, overwrite: bool) -> None:
+    """An export never replaces a non-empty directory or a file unless asked to."""
+    occupied = (target.is_dir() and any(target.iterdir())) or (target.exists() and not target.is_dir())
+    if occupied and not overwrite:
+        raise ExportError(f"{target}: exists and is not empty (pass overwrite / --force to replace it)")
+
+
 def export_merged(source: str, out_dir: str | os.PathLike, *, dtype: str = "float32",
                   overwrite: bool = False) -> Path:
     """Merge (if an adapter) and save `source` as a standalone model directory: safetensors weights, tokenizer and
@@ -54,9 +62,7 @@ def export_merged(source: str, out_dir: str | os.PathLike, *, dtype: str = "floa
     if dtype not in dtypes:
         raise ExportError(f"unknown dtype '{dtype}' (expected one of {', '.join(dtypes)})")
     target = Path(out_dir)
-    occupied = (target.is_dir() and any(target.iterdir())) or (target.exists() and not target.is_dir())
-    if occupied and not overwrite:
-        raise ExportError(f"{target}: exists and is not empty (pass overwrite / --force to replace it)")
+    _refuse_occupied(target, overwrite)
     with atomic_dir(target) as tmp:
         loaded = _load_merged(source)
         loaded.model.to(dtypes[dtype])
@@ -91,8 +97,8 @@ def export_adapter(source: str, out_dir: str | os.PathLike, *, dtype: str = "bfl
     if missing:
         raise ExportError(f"{adapter}: missing {', '.join(missing)}")
     target = Path(out_dir)
-    tmp = _atomic_dir(target, overwrite)
-    try:
+    _refuse_occupied(target, overwrite)
+    with atomic_dir(target) as tmp:
         weights = load_file(str(adapter / "adapter_model.safetensors"))
         cast = {name: tensor.to(dtypes[dtype]) if tensor.is_floating_point() else tensor
                 for name, tensor in weights.items()}
@@ -103,12 +109,6 @@ def export_adapter(source: str, out_dir: str | os.PathLike, *, dtype: str = "bfl
             save_prompt_format(fmt, tmp)
         for child in tmp.iterdir():
             child.chmod(umask_mode(0o644))
-        tmp.chmod(0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
