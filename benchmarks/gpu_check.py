@@ -144,10 +144,10 @@ def run_writetune(shape: str, config, tokenizer, mix: Path, workdir: Path, plan:
     device = plan["device"]
     recipe = recipe_for(shape, mix, workdir / f"{shape}-writetune", plan)
     trainer = Trainer(recipe, loaded=random_model(config, tokenizer, device)).setup()
-    probe = trainer.train[:8]
+    probe = trainer.data.examples[:8]
     with torch.no_grad():
-        batch = collate(probe).to(trainer.device)
-        loss0 = (token_loss_sum(trainer.model, batch, trainer.autocast) / batch.n_targets).item()
+        batch = collate(probe).to(trainer.runtime.device)
+        loss0 = (token_loss_sum(trainer.model, batch, trainer.runtime.autocast) / batch.n_targets).item()
     trainer.train_step(0)  # untimed: kernel set-up and the optimizer state
     timed_steps = range(1, plan["steps"] + 1)
 
@@ -158,7 +158,7 @@ def run_writetune(shape: str, config, tokenizer, mix: Path, workdir: Path, plan:
     _sync(device)
     started = time.perf_counter()
     if device == "cuda":
-        peak = step_peak_bytes(timed, trainer.device)
+        peak = step_peak_bytes(timed, trainer.runtime.device)
         measured_steps = timed_steps
     else:
         timed()
@@ -166,16 +166,16 @@ def run_writetune(shape: str, config, tokenizer, mix: Path, workdir: Path, plan:
     seconds = time.perf_counter() - started
     if device != "cuda":  # the profiler's memory timeline would slow the timed steps: one more step, alone
         measured_steps = range(plan["steps"] + 1, plan["steps"] + 2)
-        peak = step_peak_bytes(lambda: trainer.train_step(measured_steps[0]), trainer.device)
-    shapes = [dryrun.RowShape.of([trainer.train[i] for i in row]) for index in measured_steps
-              for row in trainer.plan.steps[index]]
+        peak = step_peak_bytes(lambda: trainer.train_step(measured_steps[0]), trainer.runtime.device)
+    shapes = [dryrun.RowShape.of([trainer.data.examples[i] for i in row]) for index in measured_steps
+              for row in trainer.data.plan.steps[index]]
     counts = dryrun.count_parameters(dryrun.build_meta_model(recipe, config))
     single = dryrun.read_accelerate_config(None)
     estimate = max(sum(t.bytes for t in dryrun.memory_terms(recipe, counts, single, config, row)) for row in shapes)
-    tokens = sum(len(trainer.train[i]) for index in timed_steps for row in trainer.plan.steps[index] for i in row)
-    targets = sum(trainer.train[i].n_response for index in timed_steps for row in trainer.plan.steps[index]
+    tokens = sum(len(trainer.data.examples[i]) for index in timed_steps for row in trainer.data.plan.steps[index] for i in row)
+    targets = sum(trainer.data.examples[i].n_response for index in timed_steps for row in trainer.data.plan.steps[index]
                   for i in row)
-    mean_len = sum(len(e) for e in trainer.train) / len(trainer.train)
+    mean_len = sum(len(e) for e in trainer.data.examples) / len(trainer.data.examples)
     flops = dryrun.flops_per_token(recipe, counts, config, mean_len, targets / tokens)
     result = {"system": "writetune", "steps": plan["steps"], "tokens": tokens, "seconds": seconds,
               "tokens_per_s": tokens / seconds, "flops_per_token": flops, "peak_bytes": peak,
@@ -217,7 +217,7 @@ def run_generation(config, tokenizer, mix: Path, plan: dict) -> dict:
 
     from writetune.generate import DecodingConfig, Request, TransformersGenerator, render_prompt
     from writetune.prompt import stop_token_ids, token_ids
-    from writetune.train.collate import read_records
+    from writetune.data.record import read_records
 
     device = plan["device"]
     loaded = random_model(config, tokenizer, device)

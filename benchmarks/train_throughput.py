@@ -124,7 +124,7 @@ def sft_trainer(loaded, mix: Path, output_dir: Path, *, rank: int, alpha: float,
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from writetune.train.collate import read_records
+    from writetune.data.record import read_records
 
     fmt, tokenizer = loaded.prompt_format, loaded.tokenizer
     records = read_records(mix / "train.jsonl")

@@ -28,7 +28,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # shared foundations: configuration files, atomic writes, prompt formats, the task registry, small helpers
     ("writetune", "writetune.config", "writetune.atomic", "writetune.prompt", "writetune.tasks",
-     "writetune.peak_memory", "writetune.markdown"),
+     "writetune.peak_memory", "writetune.markdown", "writetune.digest"),
     ("writetune.data",),  # corpora readers, tokenisation, mixes and the evaluation-set registry
     ("writetune.metrics",),
     ("writetune.models",),
