@@ -13,19 +13,13 @@ from writetune.data.evalsets import EvalSet
 from writetune.data.m2format import M2Document
 from writetune.data.readers import Example
 from writetune.data.sources import M2Source
-from writetune.metrics import Metric, SegmentStats, get_metric, make_inputs, paired_bootstrap, read_m2
+from writetune.metrics import Metric, SegmentStats, get_metric, paired_bootstrap, read_m2
 from writetune.results import Better, ScoreRecord
 
-LOWER_IS_BETTER = {"self_bleu", "empty_or_truncated"}
-UNDIRECTED = {"answer_words"}  # descriptions of the answers: different, neither better nor worse
-
-
-def better(metric: str) -> Better:
-    """Which way a metric of a set is better: `lower` for self-BLEU and the share of empty or truncated answers,
-    `neither` for answer length, `higher` for every other metric."""
-    if metric in LOWER_IS_BETTER:
-        return "lower"
-    return "neither" if metric in UNDIRECTED else "higher"
+def better(metric: Metric) -> Better:
+    """The results document's name for the way `metric` improves (its class's `higher_is_better`): `higher`,
+    `lower` (self-BLEU, the share of empty or truncated answers) or `neither` (answer length)."""
+    return {True: "higher", False: "lower", None: "neither"}[metric.higher_is_better]
 
 
 def gold_edits(evalset: EvalSet, data_dir: Path, examples: Sequence[Example]) -> M2Document | None:
@@ -83,14 +77,12 @@ def score_set(metric_names: Sequence[str], hyps: list[str], examples: Sequence[E
     for name in metric_names:
         metric = get_metric(name, truncated=truncated) if name == "empty_or_truncated" else get_metric(name)
         kwargs = metric_inputs(metric, hyps, examples, gold)
-        inputs = make_inputs(kwargs.pop("hyps"), **kwargs)
-        metric.check_inputs(inputs)
-        stats = metric.segment_stats(inputs)
-        score = metric.score_stats(stats, n_refs=metric.n_refs(inputs), bootstrap=bootstrap, seed=seed)
+        inputs = metric.prepare_inputs(kwargs.pop("hyps"), **kwargs)
+        score, stats = metric.score_inputs(inputs, bootstrap=bootstrap, seed=seed)
         record: ScoreRecord = {
             "metric": name,
             "label": getattr(metric, "label", name),
-            "better": better(name),
+            "better": better(metric),
             "score": round(float(score.score), 4),
             "ci": [round(score.ci[0], 4), round(score.ci[1], 4)] if score.ci is not None else None,
             "n": score.n,
