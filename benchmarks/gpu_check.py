@@ -172,10 +172,11 @@ def run_writetune(shape: str, config, tokenizer, mix: Path, workdir: Path, plan:
     counts = dryrun.count_parameters(dryrun.build_meta_model(recipe, config))
     single = dryrun.read_accelerate_config(None)
     estimate = max(sum(t.bytes for t in dryrun.memory_terms(recipe, counts, single, config, row)) for row in shapes)
-    tokens = sum(len(trainer.data.examples[i]) for index in timed_steps for row in trainer.data.plan.steps[index] for i in row)
-    targets = sum(trainer.data.examples[i].n_response for index in timed_steps for row in trainer.data.plan.steps[index]
-                  for i in row)
-    mean_len = sum(len(e) for e in trainer.data.examples) / len(trainer.data.examples)
+    examples, steps = trainer.data.examples, trainer.data.plan.steps
+    timed = [examples[i] for index in timed_steps for row in steps[index] for i in row]
+    tokens = sum(len(example) for example in timed)
+    targets = sum(example.n_response for example in timed)
+    mean_len = sum(len(e) for e in examples) / len(examples)
     flops = dryrun.flops_per_token(recipe, counts, config, mean_len, targets / tokens)
     result = {"system": "writetune", "steps": plan["steps"], "tokens": tokens, "seconds": seconds,
               "tokens_per_s": tokens / seconds, "flops_per_token": flops, "peak_bytes": peak,

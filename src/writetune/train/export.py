@@ -43,6 +43,16 @@ def _load_merged(source: str):
     return loaded
 
 
+def _export_dtype(name: str):
+    """The torch dtype a safetensors export (merged or adapter) is written in."""
+    import torch
+
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name not in dtypes:
+        raise ExportError(f"unknown dtype '{name}' (expected one of {', '.join(dtypes)})")
+    return dtypes[name]
+
+
 def _refuse_occupied(target: Path, overwrite: bool) -> None:
     """An export never replaces a non-empty directory or a file unless asked to."""
     occupied = (target.is_dir() and any(target.iterdir())) or (target.exists() and not target.is_dir())
@@ -54,18 +64,14 @@ def export_merged(source: str, out_dir: str | os.PathLike, *, dtype: str = "floa
                   overwrite: bool = False) -> Path:
     """Merge (if an adapter) and save `source` as a standalone model directory: safetensors weights, tokenizer and
     prompt_format.json, written to a temporary directory and swapped into place (`atomic_dir`)."""
-    import torch
-
     from writetune.prompt import save_prompt_format
 
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in dtypes:
-        raise ExportError(f"unknown dtype '{dtype}' (expected one of {', '.join(dtypes)})")
+    torch_dtype = _export_dtype(dtype)
     target = Path(out_dir)
     _refuse_occupied(target, overwrite)
     with atomic_dir(target) as tmp:
         loaded = _load_merged(source)
-        loaded.model.to(dtypes[dtype])
+        loaded.model.to(torch_dtype)
         loaded.model.save_pretrained(tmp, safe_serialization=True)
         loaded.tokenizer.save_pretrained(tmp)
         save_prompt_format(loaded.prompt_format, tmp)
@@ -80,15 +86,12 @@ def export_adapter(source: str, out_dir: str | os.PathLike, *, dtype: str = "bfl
     """Save the LoRA adapter of `source` (a run directory or an adapter) alone: its config, its weights cast to
     `dtype` and its prompt format; no tokenizer and no base weights, which come from the base model the config names.
     PEFT casts the weights back to the base model's dtype when it loads them."""
-    import torch
     from safetensors.torch import load_file, save_file
 
     from writetune.models import resolve
     from writetune.prompt import load_prompt_format, save_prompt_format
 
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in dtypes:
-        raise ExportError(f"unknown dtype '{dtype}' (expected one of {', '.join(dtypes)})")
+    torch_dtype = _export_dtype(dtype)
     resolved = resolve(source, convert=False)
     if resolved.kind != "adapter":
         raise ExportError(f"{source}: a {resolved.kind} model, not a LoRA adapter; export it with --format merged")
@@ -100,7 +103,7 @@ def export_adapter(source: str, out_dir: str | os.PathLike, *, dtype: str = "bfl
     _refuse_occupied(target, overwrite)
     with atomic_dir(target) as tmp:
         weights = load_file(str(adapter / "adapter_model.safetensors"))
-        cast = {name: tensor.to(dtypes[dtype]) if tensor.is_floating_point() else tensor
+        cast = {name: tensor.to(torch_dtype) if tensor.is_floating_point() else tensor
                 for name, tensor in weights.items()}
         save_file(cast, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
         shutil.copyfile(adapter / "adapter_config.json", tmp / "adapter_config.json")
