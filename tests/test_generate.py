@@ -32,9 +32,9 @@ def test_budget_is_relative_to_input_and_capped(generator, monkeypatch):
     tokenizer = generator.tokenizer
     decoding = DecodingConfig(max_new_tokens=20, length_ratio=0.5, length_slack=1)
     short = Request("Fix:", "Hi.")
-    assert generator._budget(short, decoding) == -(-len(tokenizer("Hi.")["input_ids"]) // 2) + 1
+    assert generator.budget(short, decoding) == -(-len(tokenizer("Hi.")["input_ids"]) // 2) + 1
     long_request = Request("Fix:", "word " * 200)
-    assert generator._budget(long_request, decoding) == 20
+    assert generator.budget(long_request, decoding) == 20
 
     seen = []
     real_generate = generator.loaded.model.generate
@@ -47,7 +47,7 @@ def test_budget_is_relative_to_input_and_capped(generator, monkeypatch):
     monkeypatch.setattr(generator.loaded.model, "generate", spy)
     generator.generate([short, long_request], DecodingConfig(max_new_tokens=20, length_ratio=0.5, length_slack=1,
                                                              batch_size=1))
-    assert [limit for limit, _ in seen] == [20, generator._budget(short, decoding)]  # longest prompt first
+    assert [limit for limit, _ in seen] == [20, generator.budget(short, decoding)]  # longest prompt first
     assert all(produced <= limit for limit, produced in seen)
 
 
@@ -117,16 +117,16 @@ def test_engine_equals_one_request_at_a_time_with_refills_and_prefix_groups(gene
 
 
 def test_engine_runs_greedy_and_generate_runs_the_rest(generator, monkeypatch):
-    import writetune.generate as gen
+    from writetune.generate.engine import GreedyEngine
 
     calls = []
-    real_run = gen._GreedyEngine.run
+    real_run = GreedyEngine.run
 
     def spy(self, *args, **kwargs):
         calls.append(self)
         return real_run(self, *args, **kwargs)
 
-    monkeypatch.setattr(gen._GreedyEngine, "run", spy)
+    monkeypatch.setattr(GreedyEngine, "run", spy)
     generator.generate(REQUESTS, DecodingConfig(batch_size=4, max_new_tokens=6))
     assert len(calls) == 1
     # three groups of requests share a prompt prefix; each prefix is computed once, then one pass per step
@@ -148,3 +148,54 @@ def test_engine_handles_budgets_of_one_token_and_empty_input(generator):
     assert generator.generate(requests, decoding) == [
         generator.generate([r], DecodingConfig(batch_size=1, max_new_tokens=1))[0] for r in requests]
     assert generator.generate([], decoding) == []
+
+
+def test_engine_takes_sequences_while_others_decode_and_cancels(generator):
+    requests = _mixed_requests(6)
+    encoded = [generator.encode(r) for r in requests]
+    alone = [generator.open_engine(4).run([ids], [10])[0] for ids in encoded]
+    engine = generator.open_engine(4)
+    produced: dict[int, list[int]] = {}
+    index = {engine.add(encoded[0], 10): 0}
+    for _ in range(3):  # the first request is decoding when the others arrive
+        for seq, token, _ in engine.step():
+            produced.setdefault(index[seq], []).append(token)
+    index.update({engine.add(ids, 10): i for i, ids in enumerate(encoded[1:], start=1)})
+    cancelled = next(seq for seq, i in index.items() if i == 5)
+    engine.cancel(cancelled)
+    shared_steps = 0
+    while not engine.idle:
+        events = engine.step()
+        shared_steps += len({index[seq] for seq, _, _ in events} & {0, 1}) == 2
+        for seq, token, _ in events:
+            produced.setdefault(index[seq], []).append(token)
+    assert [produced[i] for i in range(5)] == alone[:5]  # joining a running batch changes nothing
+    assert 5 not in produced and shared_steps > 0
+
+
+def test_engine_sampling_is_seeded_per_sequence(generator):
+    ids = generator.encode(REQUESTS[0])
+
+    def sample(seed):
+        engine = generator.open_engine(2)
+        sampler = generator.sampler(DecodingConfig(strategy="sample", temperature=1.0, top_p=0.9, seed=seed))
+        engine.add(ids, 12, sampler=sampler)
+        return [token for _ in range(12) for _, token, _ in engine.step()]
+
+    assert sample(3) == sample(3) and sample(3) != sample(4)
+
+
+def test_text_stream_pieces_join_to_the_answer_and_stop_at_stop_strings(generator):
+    tokenizer = generator.tokenizer
+    ids = tokenizer("  She goes home. Then STOP here.", add_special_tokens=False)["input_ids"]
+    whole = generator.text_stream()
+    pieces = [whole.push(t) for t in ids + [generator.stop_ids[0]]]
+    assert "".join(pieces) == whole.text == generator.fmt.strip_response(tokenizer.decode(ids))
+    assert whole.done and whole.stopped and whole.tokens == len(ids) and sum(map(bool, pieces)) > 1
+    cut = generator.text_stream(stops=["STOP"])
+    pieces = []
+    for token in ids:
+        pieces.append(cut.push(token))
+        if cut.done:
+            break
+    assert "".join(pieces) == cut.text == "She goes home. Then " and cut.stopped and cut.tokens < len(ids)

@@ -93,7 +93,7 @@ def test_openai_backend_against_writetune_serve_matches_local_generation(tiny_mo
     from writetune.serve import BackgroundServer, Engine, ServeSettings, create_app
 
     engine = Engine.load(str(tiny_model_dir), device="cpu", model_id="tiny")
-    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=8, batch_window_ms=50)
+    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=8)
     with BackgroundServer(create_app(engine, settings)) as url:
         remote = make_generator(f"openai:tiny@{url}/v1", concurrency=3)
         assert isinstance(remote, OpenAIGenerator)
@@ -261,7 +261,7 @@ def test_vllm_adapter_sends_rendered_token_ids_budgets_and_stops(monkeypatch, ti
     for request, prompt, param in zip(REQUESTS, prompts, params):
         assert prompt["prompt_token_ids"] == tiny_generator.tokenizer(
             render_prompt(tiny_generator.fmt, request), add_special_tokens=False)["input_ids"]
-        assert param.kwargs["max_tokens"] == tiny_generator._budget(request, decoding)
+        assert param.kwargs["max_tokens"] == tiny_generator.budget(request, decoding)
         assert param.kwargs["temperature"] == 0.0
         assert set(param.kwargs["stop_token_ids"]) == set(tiny_generator.stop_ids)
 

@@ -55,9 +55,9 @@ def test_chat_completion_plain_and_streamed(client, engine):
     choice = answer["choices"][0]
     assert answer["object"] == "chat.completion" and answer["model"] == "tiny"
     assert choice["message"]["role"] == "assistant" and choice["finish_reason"] in ("stop", "length")
-    expected = engine.generator.generate([Request("Fix the grammar: she go home.")],
+    expected = engine.generator.generate([Request("Fix the grammar: she go home.", system="Be brief.")],
                                          DecodingConfig(max_new_tokens=12, length_ratio=0, length_slack=12))[0]
-    assert choice["message"]["content"] == expected  # the last user message, rendered with the model's format
+    assert choice["message"]["content"] == expected  # the whole conversation, rendered with the model's format
     assert answer["usage"]["total_tokens"] == answer["usage"]["prompt_tokens"] + answer["usage"]["completion_tokens"]
 
     streamed = client.post("/v1/chat/completions", json={**body, "stream": True,

@@ -59,7 +59,7 @@ async def _complete_all(url: str, prompts: list[str]) -> list[str]:
 
 def test_concurrent_requests_share_a_batch(tiny_engine):
     spy, engine = spy_engine(tiny_engine)
-    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=8, batch_window_ms=300)
+    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=8)
     with BackgroundServer(create_app(engine, settings)) as url:
         answers = asyncio.run(_complete_all(url, PROMPTS))
         calls = list(spy.calls)
@@ -72,7 +72,7 @@ def test_concurrent_requests_share_a_batch(tiny_engine):
 
 def test_requests_queue_behind_a_busy_generator_and_go_together(tiny_engine):
     spy, engine = spy_engine(tiny_engine)
-    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=8, batch_window_ms=0)
+    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=8)
     with BackgroundServer(create_app(engine, settings)) as url:
         spy.hold.clear()
 
@@ -95,7 +95,7 @@ def test_requests_queue_behind_a_busy_generator_and_go_together(tiny_engine):
 
 def test_max_batch_size_one_is_serial(tiny_engine):
     spy, engine = spy_engine(tiny_engine)
-    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1, batch_window_ms=300)
+    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1)
     with BackgroundServer(create_app(engine, settings)) as url:
         asyncio.run(_complete_all(url, PROMPTS[:4]))
     assert spy.calls == [1, 1, 1, 1] and set(spy.batch_sizes) == {1}
@@ -105,7 +105,7 @@ def test_clients_coming_back_staggered_still_share_a_batch(tiny_engine):
     """Answers leave one by one (each edit's typing holds a lock for 0.1 s, as ERRANT's does); the batch waits for
     the clients still being answered instead of going out with the first one back."""
     spy, engine = spy_engine(tiny_engine)
-    settings = ServeSettings(model="tiny", max_batch_size=8, batch_window_ms=5, max_batch_window_ms=3000)
+    settings = ServeSettings(model="tiny", max_batch_size=8)
     app = create_app(engine, settings)
     typer, lock = app.state.server.typer, threading.Lock()
     typer.enabled = True
@@ -132,7 +132,7 @@ def test_clients_coming_back_staggered_still_share_a_batch(tiny_engine):
 
 def test_a_lone_client_is_not_held_back(tiny_engine):
     spy, engine = spy_engine(tiny_engine)
-    settings = ServeSettings(model="tiny", errant_types=False, batch_window_ms=5, max_batch_window_ms=5000)
+    settings = ServeSettings(model="tiny", errant_types=False)
     with BackgroundServer(create_app(engine, settings)) as url:
         with httpx.Client(base_url=url, timeout=60) as http:
             http.post("/v1/completions", json={"prompt": "Say hi.", "max_tokens": 2})

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from writetune.serve.edits import ErrantTyper, apply_edits, split_sentences, text_edits
-from writetune.serve.metrics import ServerMetrics
+from writetune.serve.prometheus import ServerMetrics
 
 
 def test_word_level_edits_with_offsets():

@@ -77,7 +77,7 @@ def error_of(response) -> str:
 
 def test_a_lone_surrogate_is_422_and_a_failing_request_fails_alone(tiny_engine):
     generator, engine = faulty(tiny_engine)
-    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=8, batch_window_ms=0,
+    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=8,
                              max_new_tokens=8)
     with BackgroundServer(create_app(engine, settings)) as url:
         generator.gate.clear()
@@ -125,7 +125,7 @@ def test_request_size_limits_are_413():
 
 def test_the_queue_counts_sequences_not_jobs(tiny_engine):
     generator, engine = faulty(tiny_engine)
-    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1, batch_window_ms=0, max_queue=8)
+    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1, max_queue=8)
     with BackgroundServer(create_app(engine, settings)) as url:
         generator.gate.clear()
 
@@ -151,7 +151,7 @@ def test_the_queue_counts_sequences_not_jobs(tiny_engine):
 def test_timed_out_and_disconnected_requests_stop_their_generation(tiny_engine):
     big = {"prompt": ["one", "two", "three", "four"], "n": 8, "max_tokens": 4}  # 32 sequences, 6.4 s of work
     generator, engine = faulty(tiny_engine, pause_s=0.2)
-    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1, batch_window_ms=0,
+    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1,
                              request_timeout_s=0.6, max_new_tokens=4)
     with BackgroundServer(create_app(engine, settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
         started = time.perf_counter()

@@ -131,7 +131,7 @@ def test_api_key_is_required_when_set(tiny_engine):
 
 def test_full_queue_is_503_with_retry_after_and_recovers(tiny_engine):
     gate, engine = gated(tiny_engine)
-    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1, max_queue=2, batch_window_ms=0)
+    settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1, max_queue=2)
     with BackgroundServer(create_app(engine, settings)) as url:
         gate.open.clear()
 
@@ -173,7 +173,7 @@ def test_timeout_is_504_and_generation_errors_are_500(tiny_engine):
 def test_fault_run_then_the_server_still_answers(tiny_engine):
     """Oversized, malformed, unauthorised and flood requests against one real server, then good requests."""
     settings = ServeSettings(model="tiny", api_key="k", max_input_chars=200, max_new_tokens=8, max_queue=4,
-                             max_batch_size=4, batch_window_ms=5)
+                             max_batch_size=4)
     auth = {"Authorization": "Bearer k"}
     with BackgroundServer(create_app(tiny_engine, settings)) as url:
         async def scenario():

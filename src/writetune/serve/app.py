@@ -1,9 +1,11 @@
 """The HTTP app: OpenAI-compatible chat/completions/models, `/v1/edit` with character-offset edits, health,
 Prometheus metrics and the web page, all behind limits that turn bad input into a 4xx with a message.
 
-Every request that generates goes through the `Batcher`, so concurrent requests share model batches. The model is a
-single-turn writing assistant: a chat's last user message is rendered with the model's own prompt format (the one
-renderer in `writetune.prompt`), exactly as in training; system messages and earlier turns do not reach the model.
+Every request that generates goes through the `Scheduler`, which feeds the model's continuous-batching engine: a
+request that arrives while others decode joins them at the engine's next step, and streamed answers leave token by
+token. A chat is rendered whole with the model's own prompt format (the one renderer in `writetune.prompt`, as in
+training): its system messages replace the format's system prompt, and earlier user and assistant turns come before
+the last user message.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import re
 import secrets
 import threading
 import time
@@ -33,11 +34,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from writetune import __version__
 from writetune.generate import DecodingConfig, Request
-from writetune.serve.batcher import Batcher, GenerationError, QueueFull, RequestTimeout
 from writetune.serve.edits import ErrantTyper, apply_edits, split_sentences, text_edits
-from writetune.serve.rewrite_check import check_rewrite
 from writetune.serve.engine import Engine
-from writetune.serve.metrics import CONTENT_TYPE, ServerMetrics
+from writetune.serve.prometheus import CONTENT_TYPE, ServerMetrics
+from writetune.serve.rewrite_check import check_rewrite
+from writetune.serve.scheduler import GenerationError, QueueFull, RequestTimeout, Scheduler
 from writetune.serve.settings import ServeSettings
 
 log = logging.getLogger("writetune.serve")
@@ -144,20 +145,19 @@ class MetricsMiddleware:
             self.metrics.observe_request(route, method, status[0], time.perf_counter() - started)
 
 
-class ActiveRequestsMiddleware:
-    """Tells the batcher which generating requests are inside the server, from arrival to the end of the answer,
-    and cancels a request's handling (and so its queued or running generation) when its client disconnects.
+class DisconnectMiddleware:
+    """Cancels a generating request's handling (and so its queued or running generation) when its client
+    disconnects, whether its answer is still being generated or being streamed.
 
     It runs after `BodyLimitMiddleware`, so the whole body has been read: the first `receive()` returns it, and the
     next one returns only when the client has gone away (or the answer is complete)."""
 
-    def __init__(self, app, batcher: Batcher):
-        self.app, self.batcher = app, batcher
+    def __init__(self, app):
+        self.app = app
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in _GENERATING:
             return await self.app(scope, receive, send)
-        client = scope.get("client")
         body = await receive()
         gone = asyncio.ensure_future(_disconnect(receive))
         given = [False]
@@ -168,17 +168,16 @@ class ActiveRequestsMiddleware:
                 return body
             return await asyncio.shield(gone)
 
-        with self.batcher.active(tuple(client) if client else None):
-            handler = asyncio.ensure_future(self.app(scope, replay, send))
-            try:
-                await asyncio.wait({handler, gone}, return_when=asyncio.FIRST_COMPLETED)
-                if not handler.done():  # the client went away: stop working for it
-                    handler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await handler
-            finally:
-                gone.cancel()
-                handler.cancel()  # a no-op once it has finished; stops it if this request itself was cancelled
+        handler = asyncio.ensure_future(self.app(scope, replay, send))
+        try:
+            await asyncio.wait({handler, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not handler.done():  # the client went away: stop working for it
+                handler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await handler
+        finally:
+            gone.cancel()
+            handler.cancel()  # a no-op once it has finished; stops it if this request itself was cancelled
 
 
 async def _disconnect(receive) -> dict:
@@ -336,21 +335,14 @@ def _stops(stop: str | list[str] | None) -> list[str]:
     return [s for s in stops if s]
 
 
-def _cut_at_stops(text: str, stops: list[str]) -> tuple[str, bool]:
-    cut = min((text.find(s) for s in stops if s in text), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
 class Server:
     """State shared by the routes of one app."""
 
     def __init__(self, engine: Engine, settings: ServeSettings):
         self.engine, self.settings = engine, settings
         self.metrics = ServerMetrics()
-        self.batcher = Batcher(engine, max_batch_size=settings.max_batch_size,
-                               window_s=settings.batch_window_ms / 1000,
-                               max_window_s=settings.max_batch_window_ms / 1000, max_queue=settings.max_queue,
-                               metrics=self.metrics)
+        self.scheduler = Scheduler(engine, max_batch_size=settings.max_batch_size, max_queue=settings.max_queue,
+                                   metrics=self.metrics)
         self.typer = ErrantTyper(enabled=settings.errant_types)
         self.started = time.time()
 
@@ -393,41 +385,56 @@ class Server:
 
     async def generate(self, requests: list[Request], decoding: DecodingConfig,
                        timeout_s: float | None = None) -> list[str]:
-        return await self.batcher.submit(requests, decoding, timeout_s or self.settings.request_timeout_s)
+        """The answers' texts, in order."""
+        job = self.scheduler.submit(requests, decoding)
+        answers = await self.scheduler.answers(job, timeout_s or self.settings.request_timeout_s)
+        return [a.text for a in answers]
 
-    def finish(self, text: str, stops: list[str], max_tokens: int) -> tuple[str, str, int]:
-        text, stopped = _cut_at_stops(text, stops)
-        tokens = min(self.engine.count_tokens(text), max_tokens)  # re-tokenised answer, so an estimate
-        return text, "stop" if stopped or tokens < max_tokens else "length", tokens
+
+def conversation(messages: list[ChatMessage], texts: list[str]) -> Request:
+    """A chat as one request: system (and developer) messages become the system prompt, each user turn answered by
+    an assistant message becomes a history turn, and the user messages after the last answer are the request."""
+    system, history, pending = [], [], []
+    for message, text in zip(messages, texts):
+        if message.role in ("system", "developer"):
+            system.append(text)
+        elif message.role == "user":
+            pending.append(text)
+        elif message.role == "assistant":
+            history.append(("\n\n".join(pending), text))
+            pending = []
+        else:
+            raise ApiError(422, f"unsupported message role {message.role!r}: expected system, developer, user or "
+                                "assistant", code="unsupported_role")
+    user = "\n\n".join(pending)
+    if not user.strip():
+        raise ApiError(422, "messages need a non-empty user message after the last assistant message",
+                       code="no_user_message")
+    return Request(user, history=tuple(history), system="\n\n".join(system) if system else None)
 
 
 def _sse(payload: dict | str) -> str:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
 
 
-def _pieces(text: str) -> list[str]:
-    """Split an answer into word-sized pieces for streaming (whitespace stays attached, so they join back)."""
-    return re.findall(r"\s*\S+|\s+$", text) or [""]
-
-
 def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI:
-    """The FastAPI app serving `engine` under `settings`. Its lifespan starts and stops the batcher."""
+    """The FastAPI app serving `engine` under `settings`. Its lifespan starts and stops the scheduler."""
     settings = settings or ServeSettings()
     server = Server(engine, settings)
 
     @asynccontextmanager
     async def lifespan(_app):
-        await server.batcher.start()
+        await server.scheduler.start()
         if settings.errant_types:  # load spaCy in the background so the first grammar edit does not wait for it
             threading.Thread(target=server.typer.load, name="writetune-errant-load", daemon=True).start()
         try:
             yield
         finally:
-            await server.batcher.stop()
+            await server.scheduler.stop()
 
     app = FastAPI(title="writetune", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.server = server
-    app.add_middleware(ActiveRequestsMiddleware, batcher=server.batcher)  # innermost: after auth and body limit
+    app.add_middleware(DisconnectMiddleware)  # innermost: after auth and body limit
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(AuthMiddleware, api_key=settings.api_key)
     app.add_middleware(HostCheckMiddleware, allowed=settings.allowed_hosts)
@@ -493,7 +500,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
     @app.head("/health", include_in_schema=False)
     async def health():
         return {"status": "ok", "model": engine.model_id, "version": __version__,
-                "uptime_s": round(time.time() - server.started, 1), "queue_depth": server.batcher.queue_depth(),
+                "uptime_s": round(time.time() - server.started, 1), "queue_depth": server.scheduler.queue_depth(),
                 "auth_required": settings.api_key is not None,
                 "limits": {"max_input_chars": settings.max_input_chars, "max_new_tokens": settings.max_new_tokens,
                            "max_queue": settings.max_queue, "max_batch_size": settings.max_batch_size,
@@ -523,47 +530,74 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
 
     # ---- OpenAI-compatible generation ----------------------------------------------------------------------------
 
+    async def respond(body: _Sampling, requests: list[Request], max_tokens: int, prompt_tokens: int, *,
+                      chat: bool, echoes: list[str]):
+        """A chat or completion answer, whole or streamed: the one place both routes generate. `echoes` are the texts
+        each choice starts with (the prompt, for a completion with `echo`)."""
+        job = server.scheduler.submit(requests, server.sampling(body, max_tokens), _stops(body.stop))
+        ident, created = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", int(time.time())
+        head = {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": created,
+                "model": engine.model_id}
+
+        def usage(answers) -> dict:
+            completion = sum(a.tokens for a in answers)
+            return {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                    "total_tokens": prompt_tokens + completion}
+
+        if not body.stream:
+            answers = await server.scheduler.answers(job, settings.request_timeout_s)
+            if chat:
+                choices = [{"index": i, "message": {"role": "assistant", "content": a.text}, "logprobs": None,
+                            "finish_reason": a.finish_reason} for i, a in enumerate(answers)]
+            else:
+                choices = [{"index": i, "text": echoes[i] + a.text, "logprobs": None,
+                            "finish_reason": a.finish_reason} for i, a in enumerate(answers)]
+            return {**head, "choices": choices, "usage": usage(answers)}
+
+        if chat:
+            head["object"] = "chat.completion.chunk"
+
+        def chunk(index: int, piece: str, reason: str | None = None, delta: dict | None = None) -> str:
+            if chat:
+                delta = delta if delta is not None else ({"content": piece} if piece else {})
+                choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
+            else:
+                choice = {"index": index, "text": piece, "logprobs": None, "finish_reason": reason}
+            return _sse({**head, "choices": [choice]})
+
+        async def events():
+            answers = [None] * len(requests)
+            for i, echo in enumerate(echoes):
+                if chat:
+                    yield chunk(i, "", delta={"role": "assistant", "content": ""})
+                elif echo:
+                    yield chunk(i, echo)
+            try:
+                async for index, piece, answer in server.scheduler.stream(job, settings.request_timeout_s):
+                    if piece:
+                        yield chunk(index, piece)
+                    if answer is not None:
+                        answers[index] = answer
+                        yield chunk(index, "", answer.finish_reason)
+            except (RequestTimeout, GenerationError) as err:  # the response has started: the error is an event
+                code = "timeout" if isinstance(err, RequestTimeout) else "generation_failed"
+                yield _sse(_error_payload(str(err), code, "server_error"))
+                return
+            if (body.stream_options or {}).get("include_usage"):
+                yield _sse({**head, "choices": [], "usage": usage(answers)})
+            yield _sse("[DONE]")
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionBody):
         texts = [_content_text(m.content) for m in body.messages]
         server.check_input(texts)
-        users = [t for m, t in zip(body.messages, texts) if m.role == "user"]
-        if not users or not users[-1].strip():
-            raise ApiError(422, "messages need a non-empty user message", code="no_user_message")
+        request = conversation(body.messages, texts)
         max_tokens = server.max_tokens(body.max_completion_tokens or body.max_tokens)
-        stops = _stops(body.stop)
-        request = Request(users[-1])
         server.check_sequences(body.n, "n")
-        answers = await server.generate([request] * body.n, server.sampling(body, max_tokens))
-        finished = [server.finish(a, stops, max_tokens) for a in answers]
-        prompt_tokens = engine.prompt_tokens(request)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": sum(f[2] for f in finished),
-                 "total_tokens": prompt_tokens + sum(f[2] for f in finished)}
-        ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        if not body.stream:
-            return {"id": ident, "object": "chat.completion", "created": created, "model": engine.model_id,
-                    "choices": [{"index": i, "message": {"role": "assistant", "content": text},
-                                 "logprobs": None, "finish_reason": reason}
-                                for i, (text, reason, _) in enumerate(finished)],
-                    "usage": usage}
-
-        def chunk(index: int, delta: dict, reason: str | None = None) -> dict:
-            return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": engine.model_id,
-                    "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}]}
-
-        async def events():
-            for i, (text, reason, _) in enumerate(finished):
-                yield _sse(chunk(i, {"role": "assistant", "content": ""}))
-                for piece in _pieces(text):
-                    if piece:
-                        yield _sse(chunk(i, {"content": piece}))
-                yield _sse(chunk(i, {}, reason))
-            if (body.stream_options or {}).get("include_usage"):
-                yield _sse({"id": ident, "object": "chat.completion.chunk", "created": created,
-                            "model": engine.model_id, "choices": [], "usage": usage})
-            yield _sse("[DONE]")
-
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return await respond(body, [request] * body.n, max_tokens, engine.prompt_tokens(request), chat=True,
+                             echoes=[""] * body.n)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionBody):
@@ -576,37 +610,10 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
         server.check_input(prompts)
         server.check_sequences(len(prompts) * body.n, f"{len(prompts)} prompts x n {body.n}")
         max_tokens = server.max_tokens(body.max_tokens)
-        stops = _stops(body.stop)
         requests = [Request(p) for p in prompts for _ in range(body.n)]
-        answers = await server.generate(requests, server.sampling(body, max_tokens))
-        finished = [server.finish(a, stops, max_tokens) for a in answers]
         prompt_tokens = sum(engine.prompt_tokens(Request(p)) for p in prompts)
-        completion_tokens = sum(f[2] for f in finished)
-        texts = [(r.instruction + t if body.echo else t) for r, (t, _, _) in zip(requests, finished)]
-        ident, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                 "total_tokens": prompt_tokens + completion_tokens}
-        if not body.stream:
-            return {"id": ident, "object": "text_completion", "created": created, "model": engine.model_id,
-                    "choices": [{"index": i, "text": text, "logprobs": None, "finish_reason": f[1]}
-                                for i, (text, f) in enumerate(zip(texts, finished))],
-                    "usage": usage}
-
-        async def events():
-            for i, (text, f) in enumerate(zip(texts, finished)):
-                for piece in _pieces(text):
-                    if piece:
-                        yield _sse({"id": ident, "object": "text_completion", "created": created,
-                                    "model": engine.model_id,
-                                    "choices": [{"index": i, "text": piece, "logprobs": None, "finish_reason": None}]})
-                yield _sse({"id": ident, "object": "text_completion", "created": created, "model": engine.model_id,
-                            "choices": [{"index": i, "text": "", "logprobs": None, "finish_reason": f[1]}]})
-            if (body.stream_options or {}).get("include_usage"):
-                yield _sse({"id": ident, "object": "text_completion", "created": created, "model": engine.model_id,
-                            "choices": [], "usage": usage})
-            yield _sse("[DONE]")
-
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return await respond(body, requests, max_tokens, prompt_tokens, chat=False,
+                             echoes=[r.instruction if body.echo else "" for r in requests])
 
     # ---- suggested edits ---------------------------------------------------------------------------------------------
 

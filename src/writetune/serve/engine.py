@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from writetune.generate import Request, TransformersGenerator
+from writetune.generate import Request, TransformersGenerator, render_prompt
 from writetune.prompt import token_ids
 
 
@@ -49,6 +49,7 @@ class Engine:
         return len(token_ids(self.tokenizer, text))
 
     def prompt_tokens(self, request: Request) -> int:
+        """Tokens of the whole rendered prompt (system prompt and earlier turns included)."""
         if self.prompt_format is None:
             return self.count_tokens(request.instruction) + self.count_tokens(request.input)
-        return self.count_tokens(self.prompt_format.render_prompt(request.instruction, request.input))
+        return self.count_tokens(render_prompt(self.prompt_format, request))

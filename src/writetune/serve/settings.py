@@ -27,10 +27,8 @@ class ServeSettings(BaseModel):
     max_input_chars: int = Field(8000, ge=1, description="longest input text (all messages together): 413 beyond")
     max_new_tokens: int = Field(512, ge=1, description="largest max_tokens a request may ask for: 422 beyond")
     default_max_tokens: int = Field(256, ge=1, description="max_tokens of a chat completion that names none")
-    max_batch_size: int = Field(8, ge=1, description="generation requests per model batch (1: serial serving)")
-    batch_window_ms: float = Field(10.0, ge=0, le=10_000, description="how long a batch waits for company")
-    max_batch_window_ms: float = Field(500.0, ge=0, le=10_000, description="while other requests are still being "
-                                       "answered, a batch waits for their clients to come back, up to this long")
+    max_batch_size: int = Field(8, ge=1, description="sequences the engine decodes together; requests join the "
+                                "running batch as rows free up (1: serial serving)")
     max_prompts: int = Field(16, ge=1, description="prompts in one /v1/completions request: 413 beyond")
     max_sentences: int = Field(64, ge=1, description="sentences in one /v1/edit text: 413 beyond")
     max_queue: int = Field(256, ge=1, description="generation sequences (prompts x n, sentences) waiting for the "

@@ -1,5 +1,6 @@
-"""Server metrics in the Prometheus text exposition format (version 0.0.4), written by hand: request counts by route
-and status, a latency histogram, generated tokens and generation time (so tokens/s), batch sizes and queue depth."""
+"""Server counters in the Prometheus text exposition format (version 0.0.4), written by hand: request counts by route
+and status, a latency histogram, generated tokens and generation time (so tokens/s), sequences per engine step or
+generator call, and queue depth. (The evaluation metrics are `writetune.metrics`; these only count the server.)"""
 
 from __future__ import annotations
 
@@ -129,7 +130,7 @@ class ServerMetrics:
                 "# HELP writetune_last_batch_tokens_per_second Generated tokens per second in the last batch.",
                 "# TYPE writetune_last_batch_tokens_per_second gauge",
                 f"writetune_last_batch_tokens_per_second {_number(self.last_tokens_per_second)}",
-                "# HELP writetune_batch_size Generation requests per micro-batch (one generator call).",
+                "# HELP writetune_batch_size Sequences per engine step (or per call of a generator without the engine).",
                 "# TYPE writetune_batch_size histogram",
                 *self.batch_sizes.lines("writetune_batch_size"),
             ]

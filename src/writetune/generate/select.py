@@ -1,0 +1,67 @@
+"""Choosing a backend for a model spec: `make_generator(spec, backend=...)`, the OpenAI spec parser and the default
+dtype for a device."""
+
+from __future__ import annotations
+
+import os
+
+from writetune.generate.api import CopyGenerator, Generator
+from writetune.generate.llamacpp_backend import LlamaCppGenerator
+from writetune.generate.openai_backend import OpenAIGenerator
+from writetune.generate.transformers_backend import TransformersGenerator
+from writetune.generate.vllm_backend import VllmGenerator
+from writetune.models import ALIASES, embedded_gguf_path, load_model
+
+BACKENDS = ("auto", "transformers", "vllm", "llamacpp", "openai")
+COPY_SPEC = "copy"
+
+
+def parse_openai_spec(spec: str) -> tuple[str, str | None]:
+    """`openai:MODEL` or `openai:MODEL@BASE_URL` -> (MODEL, BASE_URL or None)."""
+    rest = spec[len("openai:"):] if spec.startswith("openai:") else spec
+    model, _, url = rest.partition("@")
+    if not model:
+        raise ValueError(f"model spec '{spec}': expected openai:MODEL or openai:MODEL@http://host:port/v1")
+    return model, (url or None)
+
+
+def default_dtype(device: str = "cpu") -> str:
+    """bfloat16 where the hardware computes it natively (CUDA with bf16, CPUs with AMX or AVX512-BF16), else
+    float32."""
+    if device.startswith("cuda"):
+        import torch  # torch loads on first use, so that importing writetune stays quick (as in writetune.models)
+
+        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float16"
+    try:
+        flags = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:
+        return "float32"
+    return "bfloat16" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "float32"
+
+
+def make_generator(spec: str, backend: str = "auto", *, dtype: str = "auto", device: str = "auto",
+                   **options) -> Generator:
+    """A generator for a model spec. `copy` is the copy-the-source system; `openai:MODEL[@URL]` an
+    OpenAI-compatible endpoint; otherwise the spec is a model (alias, directory, .gguf file, hub id) run by
+    `backend`: transformers (`auto`), vllm or llamacpp. `options` go to the backend's constructor."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend '{backend}' (expected one of {', '.join(BACKENDS)})")
+    if spec == COPY_SPEC:
+        return CopyGenerator()
+    if spec.startswith("openai:") or backend == "openai":
+        model, url = parse_openai_spec(spec)
+        return OpenAIGenerator(model, url or options.pop("base_url", None), **options)
+    if device == "auto":
+        import torch  # see default_dtype
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        dtype = default_dtype(device)
+    if backend == "vllm":
+        return VllmGenerator(spec, dtype=dtype, **options)
+    if backend == "llamacpp":
+        path = str(embedded_gguf_path(spec)) if spec in ALIASES else spec
+        if not (path.endswith(".gguf") and os.path.isfile(path)):
+            raise ValueError(f"the llama.cpp backend needs a .gguf file or an alias of one, not '{spec}'")
+        return LlamaCppGenerator(path, **options)
+    return TransformersGenerator(load_model(spec, dtype=dtype, device=device, merge_adapter=True))
