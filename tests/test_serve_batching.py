@@ -101,35 +101,6 @@ def test_max_batch_size_one_is_serial(tiny_engine):
     assert spy.calls == [1, 1, 1, 1] and set(spy.batch_sizes) == {1}
 
 
-def test_clients_coming_back_staggered_still_share_a_batch(tiny_engine):
-    """Answers leave one by one (each edit's typing holds a lock for 0.1 s, as ERRANT's does); the batch waits for
-    the clients still being answered instead of going out with the first one back."""
-    spy, engine = spy_engine(tiny_engine)
-    settings = ServeSettings(model="tiny", max_batch_size=8)
-    app = create_app(engine, settings)
-    typer, lock = app.state.server.typer, threading.Lock()
-    typer.enabled = True
-
-    def slow_typing(source, target, edits, offset=0):
-        with lock:
-            time.sleep(0.1)
-        return list(edits)
-
-    typer.type_edits = slow_typing
-    with BackgroundServer(app) as url:
-        async def client(http, k):
-            for round_ in range(2):
-                response = await http.post("/v1/edit", json={"task": "grammar", "text": f"Sentence {k} {round_}."})
-                assert response.status_code == 200
-
-        async def scenario():
-            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-                await asyncio.gather(*(client(http, k) for k in range(4)))
-
-        asyncio.run(scenario())
-    assert spy.calls == [4, 4], spy.calls
-
-
 def test_a_lone_client_is_not_held_back(tiny_engine):
     spy, engine = spy_engine(tiny_engine)
     settings = ServeSettings(model="tiny", errant_types=False)
