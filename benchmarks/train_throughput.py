@@ -15,7 +15,11 @@ every row first runs one untimed forward/backward so one-off kernel set-up is no
 (the process's CPU time over the same span) is printed too: on a machine shared with other jobs it moves less than
 wall-clock throughput. Peak memory is the
 process's peak resident memory sampled every 20 ms during training (CPU), or torch's peak allocated memory (GPU).
-The last line is `speedup=<writetune / trl-matched tokens/s> memory_ratio=<writetune / trl-matched peak>`.
+MFU is model FLOPs per token (the dry run's count, `writetune.train.dryrun.flops_per_token`: 4N + attention for LoRA,
+the LM head only on response positions) times tokens/s, over the bf16 peak of this CPU measured in the same run with
+the same threads (the fastest of 20 products of two 1024 x 1024 bf16 matrices, `torch.matmul`); every row trains the
+same examples, so it uses the same FLOPs per token. The last line is
+`speedup=<writetune / trl-matched tokens/s> memory_ratio=<writetune / trl-matched peak> mfu=<writetune's MFU>`.
 
     .venv/bin/python benchmarks/train_throughput.py --data out/mix-paper            # full: 512 examples
     .venv/bin/python benchmarks/train_throughput.py --data out/mix-paper --quick    # 32 examples, < 5 min here
@@ -88,6 +92,7 @@ def _select(data: Path, n: int, out: Path) -> Path:
 
 def run_writetune(args, mix: Path, workdir: Path) -> dict:
     from writetune.train.collate import collate
+    from writetune.train.dryrun import plan_run
     from writetune.train.loop import Trainer, token_loss_sum
     from writetune.train.recipe import recipe_from_dict
 
@@ -110,7 +115,24 @@ def run_writetune(args, mix: Path, workdir: Path) -> dict:
     tokens = sum(len(trainer.train[i]) for step in trainer.plan.steps for row in step for i in row)
     return {"system": "writetune", "examples": examples, "tokens": tokens, "train_s": tokens / result.tokens_per_s,
             "tokens_per_s": result.tokens_per_s, "peak_bytes": memory.peak, "cpu_s": memory.cpu_s,
-            "setting": f"rows of <= {args.row_tokens} tokens, {len(trainer.plan)} steps"}
+            "setting": f"rows of <= {args.row_tokens} tokens, {len(trainer.plan)} steps",
+            "flops_per_token": plan_run(recipe).flops_per_token}
+
+
+def bf16_matmul_peak(threads: int, size: int = 1024, repeats: int = 20) -> float:
+    """This CPU's bf16 matrix-product throughput in FLOP/s with `threads` torch threads: the best of `repeats` timed
+    products of two size x size bf16 matrices, after one untimed product."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = (torch.randn(size, size, dtype=torch.bfloat16) for _ in range(2))
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size ** 3 / best
 
 
 def sft_trainer(loaded, mix: Path, output_dir: Path, *, rank: int, alpha: float, lr: float, precision: str,
@@ -254,23 +276,28 @@ def main() -> None:
                   f"({result['process_s']:.0f} s with start-up)", file=sys.stderr, flush=True)
     by = {r["system"]: r for r in results}
     ref = by.get("trl-matched")
-    threads = args.threads or "default"
+    threads = args.threads or os.cpu_count()
+    peak = bf16_matmul_peak(threads)
+    flops_per_token = by["writetune"]["flops_per_token"] if "writetune" in by else None
     print(f"\nmodel {args.model}, {n} examples, LoRA r={args.rank} alpha={args.alpha:g} dropout 0, {args.precision}, "
           f"gradient checkpointing {'on' if args.gradient_checkpointing else 'off'} (writetune, trl-matched), "
-          f"{threads} CPU thread(s) per process\n")
-    print("| system | setting | examples | real tokens | train s | tokens/s | tokens per CPU-s | peak MiB "
+          f"{threads} CPU thread(s) per process; bf16 matmul peak measured {peak / 1e9:.0f} GFLOP/s"
+          + (f", {flops_per_token / 1e9:.2f} GFLOPs per trained token" if flops_per_token else "") + "\n")
+    print("| system | setting | examples | real tokens | train s | tokens/s | tokens per CPU-s | MFU | peak MiB "
           "| tokens/s vs matched | memory vs matched |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         speed = f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}x" if ref else "-"
         mem = f"{r['peak_bytes'] / ref['peak_bytes']:.2f}x" if ref else "-"
+        mfu = f"{r['tokens_per_s'] * flops_per_token / peak:.0%}" if flops_per_token else "-"
         print(f"| {r['system']} | {r['setting']} | {r['examples']} | {r['tokens']} | {r['train_s']:.1f} | "
-              f"{r['tokens_per_s']:.1f} | {r['tokens'] / r['cpu_s']:.1f} | {r['peak_bytes'] / 2**20:.0f} | {speed} "
-              f"| {mem} |")
+              f"{r['tokens_per_s']:.1f} | {r['tokens'] / r['cpu_s']:.1f} | {mfu} | {r['peak_bytes'] / 2**20:.0f} "
+              f"| {speed} | {mem} |")
     if ref and "writetune" in by:
         w = by["writetune"]
         print(f"\nspeedup={w['tokens_per_s'] / ref['tokens_per_s']:.2f} "
-              f"memory_ratio={w['peak_bytes'] / ref['peak_bytes']:.2f}")
+              f"memory_ratio={w['peak_bytes'] / ref['peak_bytes']:.2f} "
+              f"mfu={w['tokens_per_s'] * flops_per_token / peak:.3f}")
 
 
 if __name__ == "__main__":

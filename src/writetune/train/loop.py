@@ -485,7 +485,10 @@ class Trainer:
             directory.mkdir(parents=True, exist_ok=True)
             attention.use_sdpa(model)  # the saved config must not name an implementation only writetune registers
             try:
-                model.save_pretrained(directory, state_dict=state, safe_serialization=True)
+                # An adapter never trains the embeddings, so peft need not look the base up (on the hub, for an
+                # alias) to decide whether to save them.
+                adapter = {"save_embedding_layers": False} if self.recipe.method == "lora" else {}
+                model.save_pretrained(directory, state_dict=state, safe_serialization=True, **adapter)
             finally:
                 if self.recipe.attention == "varlen":
                     attention.use_varlen(model)
