@@ -1,6 +1,6 @@
-"""Atomic outputs: a file written to a temporary file beside the target and renamed over it (`write_text_atomic`), a
-directory built in a temporary directory beside the target and swapped into place (`atomic_dir`), so a reader or a
-crash never sees half an output.
+"""Atomic outputs: a file written to a temporary file beside the target and renamed over it (`atomic_file`,
+`write_text_atomic`), a directory built in a temporary directory beside the target and swapped into place
+(`atomic_dir`), so a reader or a crash never sees half an output.
 Temporary names carry the writer's process id, so a later writer can tell a dead writer's leftovers from a live
 one's, and everything is created with the permissions the user's umask gives, as any other tool would."""
 
@@ -27,20 +27,30 @@ def umask_mode(mode: int) -> int:
     return mode & ~mask
 
 
-def write_text_atomic(path: str | os.PathLike, text: str, mode: int | None = None) -> Path:
-    """Write `text` (UTF-8) to `path` atomically, creating its directory; returns the path. `mode` sets the
-    file's permissions (else those of a new temporary file, 0o600)."""
+@contextmanager
+def atomic_file(path: str | os.PathLike, mode: int | None = None) -> Iterator[Path]:
+    """Write a file whole: the block writes the temporary file it is given, beside `path` (whose directory is
+    created), and it is renamed onto `path` when the block ends, or deleted when the block raises. `mode` sets the
+    file's permissions (else those the umask gives a new file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, umask_mode(0o666) if mode is None else mode)  # mkstemp makes 0600 whatever the umask
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        os.close(fd)
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, mode: int | None = None) -> Path:
+    """Write `text` (UTF-8) to `path` atomically (`atomic_file`), creating its directory; returns the path. `mode`
+    sets the file's permissions (else those the umask gives a new file)."""
+    path = Path(path)
+    with atomic_file(path, mode) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 

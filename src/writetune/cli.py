@@ -417,6 +417,19 @@ def export(
                       f"{path.with_name('Modelfile')})", highlight=False)
 
 
+def _print_evaluation(results: dict | None, out: str, outputs: str) -> None:
+    """The results table of a run or a grid, and where its report, plots and `outputs` lie. Nothing in a process
+    other than the main one under accelerate launch, which has no results."""
+    from writetune.pipeline import EVAL_DIR
+    from writetune.report import markdown_table
+
+    if results is None:
+        return
+    console.print(markdown_table(results, ci=True), highlight=False, markup=False, soft_wrap=True)
+    eval_dir = os.path.join(out, EVAL_DIR)
+    console.print(f"report: {eval_dir}/report.md  plots: {eval_dir}/plots/  {outputs}", highlight=False)
+
+
 @app.command()
 @with_dry_run_options
 def run(
@@ -427,8 +440,7 @@ def run(
     dry_run: DryRunOptions | None = None,
 ):
     """Build the mix, train, and evaluate base, copy and tuned rows from one recipe; re-running continues."""
-    from writetune.pipeline import EVAL_DIR, dry_run_pipeline, run_pipeline
-    from writetune.report import markdown_table
+    from writetune.pipeline import dry_run_pipeline, run_pipeline
 
     if dry_run is not None:
         with user_errors():
@@ -440,11 +452,7 @@ def run(
                               log=lambda message: console.print(message, highlight=False, markup=False))
     for stage, state in result.stages.items():
         console.print(f"{stage}: {state}", highlight=False)
-    if result.results is None:  # a process other than the main one under accelerate launch
-        return
-    console.print(markdown_table(result.results, ci=True), highlight=False, markup=False, soft_wrap=True)
-    eval_dir = os.path.join(out, EVAL_DIR)
-    console.print(f"report: {eval_dir}/report.md  plots: {eval_dir}/plots/  model: {out}", highlight=False)
+    _print_evaluation(result.results, out, f"model: {out}")
 
 
 @app.command()
@@ -456,19 +464,13 @@ def experiment(
 ):
     """Run a grid of variants that share their mixes and one evaluation; re-running continues."""
     from writetune.experiment import run_experiment
-    from writetune.pipeline import EVAL_DIR
-    from writetune.report import markdown_table
 
     with user_errors():
         result = run_experiment(grid, out, data_dir=data_dir,
                                 log=lambda message: console.print(message, highlight=False, markup=False))
     for variant, stages in result.stages.items():
         console.print(f"{variant}: " + ", ".join(f"{k} {v}" for k, v in stages.items()), highlight=False)
-    if result.results is None:  # a process other than the main one under accelerate launch
-        return
-    console.print(markdown_table(result.results, ci=True), highlight=False, markup=False, soft_wrap=True)
-    eval_dir = os.path.join(out, EVAL_DIR)
-    console.print(f"report: {eval_dir}/report.md  plots: {eval_dir}/plots/  runs: {out}/runs/", highlight=False)
+    _print_evaluation(result.results, out, f"runs: {out}/runs/")
 
 
 @app.command()

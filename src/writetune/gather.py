@@ -35,6 +35,7 @@ from writetune.report import (
     columns,
     plot_deltas,
     plot_scores,
+    score_with_interval,
     significance_mark,
     table_header,
 )
@@ -269,9 +270,7 @@ def results_table(document: dict) -> str:
             if record is None:
                 row.append("–")
                 continue
-            interval = record.get("ci")
-            text = f"{record['score']:.1f}" + (f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval else "")
-            row.append(text + significance_mark(record))
+            row.append(score_with_interval(record) + significance_mark(record))
         lines.append("| " + " | ".join(row) + " |")
     mdd = detectable_differences(document)
     lines.append("| *MDD, 80% power* | " + " | ".join(

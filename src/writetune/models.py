@@ -251,6 +251,15 @@ def resolve(spec: str, *, cache: Path | None = None, convert: bool = True,
     )
 
 
+def resolve_device(device: str) -> str:
+    """`device` as torch names it: `auto` is `cuda` where a GPU is visible, else `cpu`; any other name as given."""
+    if device != "auto":
+        return device
+    import torch  # torch loads on first use, so that importing writetune stays quick
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _torch_dtype(name: str):
     import torch
 

@@ -77,6 +77,12 @@ def _arrow(column: dict) -> str:
     return " ↓" if column["better"] == "lower" else ""
 
 
+def score_with_interval(record: dict) -> str:
+    """A score record's value with one decimal, and its 95% interval where it has one: `31.2 [29.8, 32.6]`."""
+    interval = record.get("ci")
+    return f"{record['score']:.1f}" + (f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval else "")
+
+
 def table_header(cols: list[dict]) -> list[str]:
     """The two header lines of a systems x (set, metric) table: each task named over its first column, an arrow on
     the metrics where lower is better."""
@@ -105,9 +111,7 @@ def markdown_table(document: dict, *, ci: bool = False) -> str:
                 row.append("–")
                 continue
             if ci:
-                interval = record.get("ci")
-                row.append(f"{record['score']:.1f} [{interval[0]:.1f}, {interval[1]:.1f}]" if interval
-                           else f"{record['score']:.1f}")
+                row.append(score_with_interval(record))
                 continue
             text = f"{record['score']:.1f}"
             if top is not None and math.isclose(record["score"], top, abs_tol=1e-9):

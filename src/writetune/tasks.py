@@ -1,8 +1,9 @@
-"""The task registry: what a writing task is (name, aliases, instruction phrasings, metrics, evaluation sets).
+"""The task registry: what a writing task is (name, aliases, instruction phrasings, metrics).
 
-It is the single source of truth every other module asks. The eight built-in tasks are the seven writing tasks of
-the Writing-Alpaca study plus `generic` instruction following; a new scenario is a YAML file registered with
-`register_task_file`, no code change needed.
+It is the single source of truth every other module asks; which evaluation sets score a task is said by the
+evaluation-set registry (`writetune.data.evalsets`), each set naming its task. The eight built-in tasks are the
+seven writing tasks of the Writing-Alpaca study plus `generic` instruction following; a new scenario is a YAML file
+registered with `register_task_file`, no code change needed.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ class Task:
     description: str
     instructions: tuple[str, ...]
     metrics: tuple[str, ...] = ()
-    eval_sets: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     writing: bool = True  # False for generic instruction following
 
@@ -46,7 +46,6 @@ _BUILTIN = (
         aliases=("grammar", "gec"),
         description="Correct grammatical errors with minimal edits.",
         metrics=("m2_f05", "errant_f05"),
-        eval_sets=("conll2014", "bea19_dev", "gmeg_wiki", "cweb_g", "cweb_s"),
         instructions=(
             "Fix the grammar in this sentence:",
             "Correct the grammatical errors in the following text:",
@@ -65,7 +64,6 @@ _BUILTIN = (
         aliases=("fluent",),
         description="Make text read naturally, as a native speaker would write it.",
         metrics=("gleu", "sari"),
-        eval_sets=("jfleg", "iterater_fluency"),
         instructions=(
             "Make this text more fluent:",
             "Improve the fluency of this sentence:",
@@ -83,7 +81,6 @@ _BUILTIN = (
         aliases=("clear",),
         description="Make text clearer and more concise without changing its meaning.",
         metrics=("sari",),
-        eval_sets=("iterater_clarity",),
         instructions=(
             "Make this sentence clearer:",
             "Improve the clarity of this text:",
@@ -100,7 +97,6 @@ _BUILTIN = (
         aliases=("coherent",),
         description="Make sentences fit together logically, with better connectives and ordering.",
         metrics=("sari",),
-        eval_sets=("iterater_coherence",),
         instructions=(
             "Make this text more coherent:",
             "Improve the coherence of this paragraph:",
@@ -117,7 +113,6 @@ _BUILTIN = (
         aliases=("simplify", "simple"),
         description="Rewrite text with simpler words and structure, keeping its meaning.",
         metrics=("sari", "bleu"),
-        eval_sets=("turkcorpus", "asset"),
         instructions=(
             "Simplify this sentence:",
             "Make this text simpler:",
@@ -135,7 +130,6 @@ _BUILTIN = (
         aliases=("neutralize", "neutral", "debias"),
         description="Remove subjective bias so that text states facts neutrally.",
         metrics=("sari", "em"),
-        eval_sets=("wnc",),
         instructions=(
             "Remove bias from this sentence:",
             "Make this text more neutral:",
@@ -152,7 +146,6 @@ _BUILTIN = (
         aliases=("paraphrasing", "rephrase"),
         description="Say the same thing in different words.",
         metrics=("self_bleu", "ibleu", "bleu"),
-        eval_sets=("stsb",),
         instructions=(
             "Paraphrase this sentence:",
             "Rewrite this text in different words:",
@@ -233,7 +226,6 @@ class _TaskFile(BaseModel):
     description: str
     instructions: list[str] = Field(min_length=1)
     metrics: list[str] = []
-    eval_sets: list[str] = []
     aliases: list[str] = []
     writing: bool = True
 
@@ -246,8 +238,8 @@ class _TaskFile(BaseModel):
 
 
 def register_task_file(path: str | Path, *, replace: bool = False) -> Task:
-    """Register a task described by a YAML file (keys: name, description, instructions, metrics, eval_sets,
-    aliases, writing). With `replace`, a task of the same name is overwritten."""
+    """Register a task described by a YAML file (keys: name, description, instructions, metrics, aliases,
+    writing). With `replace`, a task of the same name is overwritten."""
     path = Path(path)
     spec = load_validated(path, _TaskFile, what="task", keys_hint="name, description, instructions, ...",
                           error=TaskFileError)
@@ -256,7 +248,6 @@ def register_task_file(path: str | Path, *, replace: bool = False) -> Task:
         description=spec.description,
         instructions=tuple(text.strip() for text in spec.instructions),
         metrics=tuple(spec.metrics),
-        eval_sets=tuple(spec.eval_sets),
         aliases=tuple(alias.lower() for alias in spec.aliases),
         writing=spec.writing,
     )

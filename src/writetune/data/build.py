@@ -206,14 +206,6 @@ def describe_overlap(by_source: dict[str, dict[str, int]]) -> str:
         for source, sets in sorted(by_source.items()))
 
 
-def describe_overlap(by_source: dict[str, dict[str, int]]) -> str:
-    """One line for the console: how many training records were dropped, from which source, against which set."""
-    total = sum(n for sets in by_source.values() for n in sets.values())
-    return f"dropped {total} training records that overlap evaluation data: " + "; ".join(
-        f"{source}: " + ", ".join(f"{n} x {name}" for name, n in sorted(sets.items()))
-        for source, sets in sorted(by_source.items()))
-
-
 # --------------------------------------------------------------------------------------------------------------
 # selection helpers
 
@@ -594,6 +586,78 @@ def unchanged_report(recipe: MixRecipe, counts: Counts, train: list[_Candidate],
     return dict(sorted(report.items()))
 
 
+def select_train_and_dev(pools: Pools, recipe: MixRecipe,
+                         stats: Counts) -> tuple[list[_Candidate], list[_Candidate], Counts]:
+    """Steps 3 to 7 on the pools cleared of evaluation items: the training and dev candidates, and `stats` with
+    each step's counts added. An empty training side is refused, naming every source's weight and supply."""
+    pools, counts = dedupe(pools)
+    stats = _with_counts(stats, counts)
+    pools, dev_pools = carve_dev(pools, recipe)
+    pools, counts = cap_unchanged(pools, recipe)
+    stats = _with_counts(stats, counts)
+    train, counts = sample_train(pools, recipe)
+    stats = _with_counts(stats, counts)
+    dev, counts = dev_rows(dev_pools, recipe)
+    stats = _with_counts(stats, counts)
+    if not train:
+        shares = ", ".join(f"{e.name}: weight {e.weight:g}, {stats[e.name]['available']} available"
+                           for e in recipe.sources)
+        raise DataError(f"the mix is empty: no source contributes a training record ({shares})")
+    return train, dev, stats
+
+
+@dataclass(frozen=True)
+class MixContamination:
+    """How the build met evaluation data in its sources: the mode, the matched candidates with the set each
+    matched, and their counts by source and set."""
+
+    mode: str
+    matched: list[tuple[_Candidate, str]]
+    by_source: dict[str, dict[str, int]]
+
+
+def mix_manifest(recipe: MixRecipe, read: SourcesRead, indexes: EvalIndexes, contamination: MixContamination,
+                 stats: Counts, train: list[_Candidate], dev: list[_Candidate]) -> dict:
+    """What `manifest.json` says of a mix: the recipe, the counts, every source's steps, the inputs' digests, the
+    held-out and checked evaluation sets, and how the sources were detokenized."""
+    matches = len(contamination.matched)
+    return {
+        "writetune_version": __version__,
+        "recipe": recipe.name,
+        "description": recipe.description,
+        "seed": recipe.seed,
+        "size_requested": recipe.size,
+        "counts": {
+            "train": len(train),
+            "dev": len(dev),
+            "train_by_task": dict(sorted(Counter(c.task for c in train).items())),
+            "train_by_origin": dict(sorted(Counter(c.origin for c in train).items())),
+            "dev_by_task": dict(sorted(Counter(c.task for c in dev).items())),
+            "dev_by_origin": dict(sorted(Counter(c.origin for c in dev).items())),
+        },
+        "unchanged": unchanged_report(recipe, stats, train, dev),
+        "instructions": instruction_counts(train, recipe.seed),
+        "sources": stats,
+        "warnings": read.warnings,
+        "inputs": dict(sorted(read.inputs.items())),
+        "holdout": {"suites": recipe.holdout_suites, "eval_sets": indexes.holdout.report},
+        "contamination": {
+            "mode": contamination.mode,
+            "matches": matches,
+            "dropped": matches if contamination.mode == "drop" else 0,
+            "by_source": {source: dict(sorted(sets.items()))
+                          for source, sets in sorted(contamination.by_source.items())},
+            "eval_sets": indexes.check.report,
+            "fingerprints": indexes.prints.report,
+        },
+        "tokenization": {
+            "tokenized_sources": read.tokenized,
+            "detokenizer": "writetune.data.tokenization.detokenize (PTB rules, then sacremoses MosesDetokenizer 'en')",
+        },
+        "recipe_resolved": recipe.model_dump(mode="json"),
+    }
+
+
 def write_mix(out: Path, train: list[Record], dev: list[Record], manifest: dict, say: Callable[[str], None]) -> None:
     """Step 9: the three files, written into a temporary directory beside `out` and swapped into place."""
     for stale in remove_stale_temp_dirs(out):
@@ -650,55 +714,9 @@ def build_mix(
     overlap = refuse_contamination(contaminated, mode)
     if contaminated:
         say(describe_overlap(overlap))
-    pools, counts = dedupe(pools)
-    stats = _with_counts(stats, counts)
-    pools, dev_pools = carve_dev(pools, recipe)
-    pools, counts = cap_unchanged(pools, recipe)
-    stats = _with_counts(stats, counts)
-    train, counts = sample_train(pools, recipe)
-    stats = _with_counts(stats, counts)
-    dev, counts = dev_rows(dev_pools, recipe)
-    stats = _with_counts(stats, counts)
-    if not train:
-        shares = ", ".join(f"{e.name}: weight {e.weight:g}, {stats[e.name]['available']} available"
-                           for e in recipe.sources)
-        raise DataError(f"the mix is empty: no source contributes a training record ({shares})")
+    train, dev, stats = select_train_and_dev(pools, recipe, stats)
     train_records, dev_records = with_instructions(train, dev, recipe.seed)
-
-    manifest = {
-        "writetune_version": __version__,
-        "recipe": recipe.name,
-        "description": recipe.description,
-        "seed": recipe.seed,
-        "size_requested": recipe.size,
-        "counts": {
-            "train": len(train_records),
-            "dev": len(dev_records),
-            "train_by_task": dict(sorted(Counter(c.task for c in train).items())),
-            "train_by_origin": dict(sorted(Counter(c.origin for c in train).items())),
-            "dev_by_task": dict(sorted(Counter(c.task for c in dev).items())),
-            "dev_by_origin": dict(sorted(Counter(c.origin for c in dev).items())),
-        },
-        "unchanged": unchanged_report(recipe, stats, train, dev),
-        "instructions": instruction_counts(train, recipe.seed),
-        "sources": stats,
-        "warnings": read.warnings,
-        "inputs": dict(sorted(read.inputs.items())),
-        "holdout": {"suites": recipe.holdout_suites, "eval_sets": indexes.holdout.report},
-        "contamination": {
-            "mode": mode,
-            "matches": len(contaminated),
-            "dropped": len(contaminated) if mode == "drop" else 0,
-            "by_source": {source: dict(sorted(sets.items())) for source, sets in sorted(overlap.items())},
-            "eval_sets": indexes.check.report,
-            "fingerprints": indexes.prints.report,
-        },
-        "tokenization": {
-            "tokenized_sources": read.tokenized,
-            "detokenizer": "writetune.data.tokenization.detokenize (PTB rules, then sacremoses MosesDetokenizer 'en')",
-        },
-        "recipe_resolved": recipe.model_dump(mode="json"),
-    }
+    manifest = mix_manifest(recipe, read, indexes, MixContamination(mode, contaminated, overlap), stats, train, dev)
     write_mix(out, train_records, dev_records, manifest, say)
     say(f"wrote {len(train_records)} train and {len(dev_records)} dev records to {out}")
     return BuildResult(out, manifest, len(train_records), len(dev_records))

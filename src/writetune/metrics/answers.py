@@ -15,7 +15,7 @@ import numpy as np
 
 from writetune.metrics.base import Inputs, Metric, MetricInputError
 from writetune.metrics.exact import ShareMetric
-from writetune.metrics.stats import SegmentStats, counts_matrix
+from writetune.metrics.stats import SegmentStats, resampled_mean
 
 
 class AnswerLength(Metric):
@@ -33,7 +33,7 @@ class AnswerLength(Metric):
         return float(stats["words"].mean()), {"segments": stats.n, "max": int(stats["words"].max())}
 
     def resampled_scores(self, stats: SegmentStats, indices: np.ndarray) -> np.ndarray:
-        return (counts_matrix(indices, stats.n) @ stats["words"]) / stats.n
+        return resampled_mean(stats, "words", indices)
 
     def signature_fields(self, n_refs: int | None) -> dict[str, object]:
         return {"unit": "whitespace-words", "mean": True}

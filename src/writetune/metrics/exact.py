@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from writetune.metrics.base import Inputs, Metric
-from writetune.metrics.stats import SegmentStats, counts_matrix
+from writetune.metrics.stats import SegmentStats, resampled_mean
 
 
 class ShareMetric(Metric):
@@ -24,7 +24,7 @@ class ShareMetric(Metric):
         return 100.0 * hits / stats.n, {"matches": hits, "segments": stats.n}
 
     def resampled_scores(self, stats: SegmentStats, indices: np.ndarray) -> np.ndarray:
-        return 100.0 * (counts_matrix(indices, stats.n) @ stats["hit"].astype(np.float64)) / stats.n
+        return resampled_mean(stats, "hit", indices, scale=100.0)
 
     @abstractmethod
     def compared(self, n_refs: int | None) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from writetune.metrics.base import Inputs, Metric
-from writetune.metrics.stats import SegmentStats, counts_matrix
+from writetune.metrics.stats import SegmentStats, resampled_mean
 
 
 class RougeL(Metric):
@@ -42,7 +42,7 @@ class RougeL(Metric):
         return 100.0 * float(stats["f"].mean()), {"segments": stats.n}
 
     def resampled_scores(self, stats: SegmentStats, indices: np.ndarray) -> np.ndarray:
-        return 100.0 * (counts_matrix(indices, stats.n) @ stats["f"]) / stats.n
+        return resampled_mean(stats, "f", indices, scale=100.0)
 
     def signature_fields(self, n_refs: int | None) -> dict[str, object]:
         return {"impl": f"rouge-score-{version('rouge-score')}", "measure": "f",

@@ -63,3 +63,9 @@ def counts_matrix(indices: np.ndarray, n: int) -> np.ndarray:
     n_rows = indices.shape[0]
     flat = (indices + (np.arange(n_rows, dtype=np.int64) * n)[:, None]).ravel()
     return np.bincount(flat, minlength=n_rows * n).reshape(n_rows, n).astype(np.float64)
+
+
+def resampled_mean(stats: SegmentStats, key: str, indices: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """For each resampled index row, `scale` times the mean of the per-segment statistic `key`: the resampled
+    score of a metric that averages one number per segment."""
+    return scale * (counts_matrix(indices, stats.n) @ stats[key].astype(np.float64)) / stats.n

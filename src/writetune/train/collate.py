@@ -115,6 +115,16 @@ def tokenize_records(tokenizer, fmt: PromptFormat, records: Sequence[Record],
     return out
 
 
+def examples_within_limit(examples: Sequence[TokenizedExample], limit: int, path: object,
+                          error: type[ValueError] = ValueError) -> list[TokenizedExample]:
+    """The examples of at most `limit` tokens, in order: what a run trains on. `error`, naming the mix file `path`,
+    when every example is longer."""
+    kept = [ex for ex in examples if len(ex) <= limit]
+    if not kept:
+        raise error(f"{path}: every example is longer than {limit} tokens (batch.max_example_tokens)")
+    return kept
+
+
 @dataclass
 class PackedBatch:
     """One padding-free row of several examples (tensors have batch dimension 1)."""

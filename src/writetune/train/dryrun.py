@@ -280,17 +280,14 @@ def plan_data(recipe: TrainRecipe, world: int, activation_bytes: Callable[[RowSh
     otherwise the number of examples comes from the manifest or `examples_hint`, their mean length from
     `example_tokens`, and the row is the worst case."""
     from writetune.data.record import read_records
-    from writetune.train.collate import plan_steps, tokenize_records
+    from writetune.train.collate import examples_within_limit, plan_steps, tokenize_records
 
     data = Path(recipe.data)
     tokenizer = _offline_tokenizer(recipe.model) if (data / "train.jsonl").is_file() else None
     if tokenizer is not None:
         tok, fmt = tokenizer
         examples = tokenize_records(tok, fmt, read_records(data / "train.jsonl"))
-        kept = [ex for ex in examples if len(ex) <= recipe.batch.example_limit]
-        if not kept:
-            raise DryRunError(f"{data / 'train.jsonl'}: every example is longer than {recipe.batch.example_limit} "
-                              "tokens (batch.max_example_tokens)")
+        kept = examples_within_limit(examples, recipe.batch.example_limit, data / "train.jsonl", DryRunError)
         plan = plan_steps([len(ex) for ex in kept], budget=recipe.batch.tokens, seed=recipe.seed, world_size=world,
                           grad_accum=recipe.batch.grad_accum, epochs=1.0)
         rows = [RowShape.of([kept[i] for i in row]) for step in plan.steps for row in step]

@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from writetune.atomic import atomic_dir, umask_mode, write_text_atomic
+from writetune.atomic import atomic_dir, atomic_file, umask_mode, write_text_atomic
 
 GGUF_DTYPES = ("f32", "f16", "bf16")
 
@@ -218,14 +218,18 @@ def ollama_modelfile(gguf_name: str, fmt, context_length: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export_gguf(source: str, out_file: str | os.PathLike, *, dtype: str = "f16", overwrite: bool = False) -> Path:
-    """Write `source` (merged first if an adapter) as a GGUF file of the LLaMA architecture, and an Ollama
-    `Modelfile` for it in the same directory."""
+@dataclass(frozen=True)
+class _LlamaShape:
+    """What the GGUF header and the tensor permutation need of a LLaMA config."""
 
-    import gguf
-    import numpy as np
-    import torch
+    rope_theta: float
+    n_head: int
+    n_kv: int
+    head_dim: int
 
+
+def _gguf_targets(out_file: str | os.PathLike, dtype: str, overwrite: bool) -> tuple[Path, Path]:
+    """The GGUF file and its Modelfile, refused when the dtype or the name is wrong or either exists."""
     if dtype not in GGUF_DTYPES:
         raise ExportError(f"unknown GGUF dtype '{dtype}' (expected one of {', '.join(GGUF_DTYPES)})")
     target = Path(out_file)
@@ -235,85 +239,113 @@ def export_gguf(source: str, out_file: str | os.PathLike, *, dtype: str = "f16",
     for path in (target, modelfile):
         if path.exists() and not overwrite:
             raise ExportError(f"{path}: exists (pass overwrite / --force to replace it)")
-    loaded = _load_merged(source)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    config = model.config
+    return target, modelfile
+
+
+def _llama_shape(config) -> _LlamaShape:
+    """The shape of a plain-RoPE LLaMA model; any other architecture or RoPE scaling is refused."""
     if config.model_type != "llama":
         raise ExportError(f"GGUF export supports the llama architecture; this model is '{config.model_type}'")
     rope = getattr(config, "rope_parameters", None) or {}
     if rope.get("rope_type", "default") != "default":
         raise ExportError(f"GGUF export supports plain RoPE; this model uses {rope.get('rope_type')} scaling")
-    rope_theta = rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))
-    n_head, n_kv = config.num_attention_heads, config.num_key_value_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
-    tokens, types, merges = _vocabulary(tokenizer, config.vocab_size)
+    n_head = config.num_attention_heads
+    return _LlamaShape(rope_theta=float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))),
+                       n_head=n_head, n_kv=config.num_key_value_heads,
+                       head_dim=getattr(config, "head_dim", None) or config.hidden_size // n_head)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.fchmod(fd, umask_mode(0o666))  # mkstemp makes 0600 whatever the umask
-    os.close(fd)
-    try:
+
+def _add_model_metadata(writer, loaded, shape: _LlamaShape, dtype: str) -> None:
+    """llama.cpp's architecture keys: name, sizes, attention heads, RoPE, norm epsilon and the file type."""
+    import gguf
+
+    config = loaded.model.config
+    writer.add_type(gguf.GGUFType.MODEL)
+    writer.add_name(Path(str(loaded.resolved.spec)).name or "writetune-model")
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(shape.n_head)
+    writer.add_head_count_kv(shape.n_kv)
+    writer.add_rope_freq_base(shape.rope_theta)
+    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+    writer.add_vocab_size(config.vocab_size)
+    writer.add_rope_dimension_count(shape.head_dim)
+    if shape.head_dim != config.hidden_size // shape.n_head:
+        writer.add_key_length(shape.head_dim)
+        writer.add_value_length(shape.head_dim)
+    file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
+                 "bf16": gguf.LlamaFileType.MOSTLY_BF16}[dtype]
+    writer.add_file_type(int(file_type))
+
+
+def _add_tokenizer_metadata(writer, loaded, vocabulary) -> None:
+    """The vocabulary (`_vocabulary`'s tokens, types and merges), special token ids, chat template and writetune's
+    prompt format."""
+    tokenizer = loaded.tokenizer
+    tokens, types, merges = vocabulary
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(_pre_tokenizer_name(loaded))
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    for key, token_id in (("bos", tokenizer.bos_token_id), ("eos", tokenizer.eos_token_id),
+                          ("pad", tokenizer.pad_token_id), ("unk", tokenizer.unk_token_id)):
+        if token_id is not None:
+            getattr(writer, f"add_{key}_token_id")(int(token_id))
+    writer.add_add_bos_token(False)  # the prompt template carries every special token itself
+    writer.add_add_space_prefix(False)
+    if tokenizer.chat_template:
+        writer.add_chat_template(tokenizer.chat_template)
+    writer.add_string("writetune.prompt_format", loaded.prompt_format.to_json())
+
+
+def _add_tensors(writer, model, shape: _LlamaShape, dtype: str) -> None:
+    """Every weight under its llama.cpp name, q and k permuted to llama.cpp's rotary layout, norms in float32."""
+    import gguf
+    import numpy as np
+    import torch
+
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight" and tied:
+            continue
+        gguf_name = _tensor_name(name)
+        if gguf_name is None:
+            raise ExportError(f"no GGUF name for the tensor '{name}' (is this a plain LLaMA model?)")
+        data = tensor.detach().to(torch.float32).cpu().numpy()
+        if gguf_name.endswith("attn_q.weight"):
+            data = _permute(data, shape.n_head)
+        elif gguf_name.endswith("attn_k.weight"):
+            data = _permute(data, shape.n_kv)
+        if data.ndim == 1 or dtype == "f32":
+            writer.add_tensor(gguf_name, np.ascontiguousarray(data, dtype=np.float32))
+        elif dtype == "f16":
+            writer.add_tensor(gguf_name, np.ascontiguousarray(data, dtype=np.float16))
+        else:
+            raw = gguf.quants.quantize(data, gguf.GGMLQuantizationType.BF16)
+            writer.add_tensor(gguf_name, raw, raw_shape=raw.shape, raw_dtype=gguf.GGMLQuantizationType.BF16)
+
+
+def export_gguf(source: str, out_file: str | os.PathLike, *, dtype: str = "f16", overwrite: bool = False) -> Path:
+    """Write `source` (merged first if an adapter) as a GGUF file of the LLaMA architecture, and an Ollama
+    `Modelfile` for it in the same directory."""
+    import gguf
+
+    target, modelfile = _gguf_targets(out_file, dtype, overwrite)
+    loaded = _load_merged(source)
+    shape = _llama_shape(loaded.model.config)
+    vocabulary = _vocabulary(loaded.tokenizer, loaded.model.config.vocab_size)
+    with atomic_file(target) as tmp:
         writer = gguf.GGUFWriter(tmp, "llama")
-        writer.add_type(gguf.GGUFType.MODEL)
-        writer.add_name(Path(str(loaded.resolved.spec)).name or "writetune-model")
-        writer.add_context_length(config.max_position_embeddings)
-        writer.add_embedding_length(config.hidden_size)
-        writer.add_block_count(config.num_hidden_layers)
-        writer.add_feed_forward_length(config.intermediate_size)
-        writer.add_head_count(n_head)
-        writer.add_head_count_kv(n_kv)
-        writer.add_rope_freq_base(float(rope_theta))
-        writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
-        writer.add_vocab_size(config.vocab_size)
-        writer.add_rope_dimension_count(head_dim)
-        if head_dim != config.hidden_size // n_head:
-            writer.add_key_length(head_dim)
-            writer.add_value_length(head_dim)
-        file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                     "bf16": gguf.LlamaFileType.MOSTLY_BF16}[dtype]
-        writer.add_file_type(int(file_type))
-        writer.add_tokenizer_model("gpt2")
-        writer.add_tokenizer_pre(_pre_tokenizer_name(loaded))
-        writer.add_token_list(tokens)
-        writer.add_token_types(types)
-        writer.add_token_merges(merges)
-        for key, token_id in (("bos", tokenizer.bos_token_id), ("eos", tokenizer.eos_token_id),
-                              ("pad", tokenizer.pad_token_id), ("unk", tokenizer.unk_token_id)):
-            if token_id is not None:
-                getattr(writer, f"add_{key}_token_id")(int(token_id))
-        writer.add_add_bos_token(False)  # the prompt template carries every special token itself
-        writer.add_add_space_prefix(False)
-        if tokenizer.chat_template:
-            writer.add_chat_template(tokenizer.chat_template)
-        writer.add_string("writetune.prompt_format", loaded.prompt_format.to_json())
-
-        tied = bool(getattr(config, "tie_word_embeddings", False))
-        for name, tensor in model.state_dict().items():
-            if name == "lm_head.weight" and tied:
-                continue
-            gguf_name = _tensor_name(name)
-            if gguf_name is None:
-                raise ExportError(f"no GGUF name for the tensor '{name}' (is this a plain LLaMA model?)")
-            data = tensor.detach().to(torch.float32).cpu().numpy()
-            if gguf_name.endswith("attn_q.weight"):
-                data = _permute(data, n_head)
-            elif gguf_name.endswith("attn_k.weight"):
-                data = _permute(data, n_kv)
-            if data.ndim == 1 or dtype == "f32":
-                writer.add_tensor(gguf_name, np.ascontiguousarray(data, dtype=np.float32))
-            elif dtype == "f16":
-                writer.add_tensor(gguf_name, np.ascontiguousarray(data, dtype=np.float16))
-            else:
-                raw = gguf.quants.quantize(data, gguf.GGMLQuantizationType.BF16)
-                writer.add_tensor(gguf_name, raw, raw_shape=raw.shape, raw_dtype=gguf.GGMLQuantizationType.BF16)
+        _add_model_metadata(writer, loaded, shape, dtype)
+        _add_tokenizer_metadata(writer, loaded, vocabulary)
+        _add_tensors(writer, loaded.model, shape, dtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        os.replace(tmp, target)
-        write_text_atomic(modelfile, ollama_modelfile(target.name, loaded.prompt_format,
-                                                      config.max_position_embeddings), mode=0o644)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    context_length = loaded.model.config.max_position_embeddings
+    write_text_atomic(modelfile, ollama_modelfile(target.name, loaded.prompt_format, context_length), mode=0o644)
     return target

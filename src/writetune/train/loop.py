@@ -30,7 +30,16 @@ import yaml
 
 from writetune.data.record import DEV_FILE, TRAIN_FILE, Record, read_records
 from writetune.train import checkpoint as ckpt
-from writetune.train.collate import PackedBatch, StepPlan, TokenizedExample, collate, pack, plan_steps, tokenize_records
+from writetune.train.collate import (
+    PackedBatch,
+    StepPlan,
+    TokenizedExample,
+    collate,
+    examples_within_limit,
+    pack,
+    plan_steps,
+    tokenize_records,
+)
 from writetune.train.recipe import TrainRecipe, dump_recipe, recipe_from_dict
 
 RECIPE_COPY = "recipe.yaml"
@@ -255,11 +264,7 @@ class Trainer:
         data = Path(r.data)
         records = read_records(data / TRAIN_FILE)
         examples = tokenize_records(loaded.tokenizer, loaded.prompt_format, records, edit_weight=r.edit_weight)
-        limit = r.batch.example_limit
-        kept = [ex for ex in examples if len(ex) <= limit]
-        if not kept:
-            raise ValueError(f"{data / TRAIN_FILE}: every example is longer than {limit} tokens "
-                             "(batch.max_example_tokens)")
+        kept = examples_within_limit(examples, r.batch.example_limit, data / TRAIN_FILE)
         plan = plan_steps([len(ex) for ex in kept], budget=r.batch.tokens, seed=r.seed, world_size=world,
                           grad_accum=r.batch.grad_accum, epochs=r.num_epochs, max_steps=r.max_steps)
         dev_records = []
