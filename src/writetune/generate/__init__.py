@@ -5,8 +5,9 @@ was trained on: `TransformersGenerator` (CPU/GPU; greedy decoding runs writetune
 `engine.GreedyEngine`, with a shared-prefix KV cache; beam search and sampling run length-sorted left-padded batches
 through `model.generate`), `VllmGenerator` (GPU, extra `gpu`), `LlamaCppGenerator` (GGUF files, extra
 `gguf-runtime`) and `OpenAIGenerator` (any OpenAI-compatible `/v1/chat/completions` endpoint, so API models can be
-rows of a results table). `make_generator(spec, backend=...)` picks one. New tokens per request are capped relative
-to the input's length (`DecodingConfig`), and every backend stops at the prompt format's end of turn.
+rows of a results table). `make_generator(spec, backend=...)` picks one, and `register_backend` adds one. New tokens
+per request are capped relative to the input's length (`DecodingConfig`), and every backend stops at the prompt
+format's end of turn.
 
 Modules: `api` (requests, decoding, the `Generator` protocol), `text` (prompt rendering, stop cutting, streamed
 text), `engine` (the continuous-batching engine), one module per backend, and `select` (choosing one).
@@ -16,14 +17,22 @@ from writetune.generate.api import STRATEGIES, CopyGenerator, DecodingConfig, Ge
 from writetune.generate.engine import GreedyEngine, Sampler
 from writetune.generate.llamacpp_backend import LlamaCppGenerator
 from writetune.generate.openai_backend import EndpointError, OpenAIGenerator
-from writetune.generate.select import BACKENDS, COPY_SPEC, default_dtype, make_generator, parse_openai_spec
+from writetune.generate.select import (
+    COPY_SPEC,
+    BackendFactory,
+    backends,
+    default_dtype,
+    make_generator,
+    parse_openai_spec,
+    register_backend,
+)
 from writetune.generate.text import TextStream, render_messages, render_prompt
 from writetune.generate.transformers_backend import TransformersGenerator
 from writetune.generate.vllm_backend import VllmGenerator
 
 __all__ = [
-    "BACKENDS", "COPY_SPEC", "STRATEGIES", "CopyGenerator", "DecodingConfig", "EndpointError", "Generator",
+    "COPY_SPEC", "STRATEGIES", "BackendFactory", "CopyGenerator", "DecodingConfig", "EndpointError", "Generator",
     "GreedyEngine", "LlamaCppGenerator", "OpenAIGenerator", "Request", "Sampler", "TextStream",
-    "TransformersGenerator", "VllmGenerator", "default_dtype", "make_generator", "parse_openai_spec",
-    "render_messages", "render_prompt", "token_budget",
+    "TransformersGenerator", "VllmGenerator", "backends", "default_dtype", "make_generator", "parse_openai_spec",
+    "register_backend", "render_messages", "render_prompt", "token_budget",
 ]

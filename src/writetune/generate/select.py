@@ -1,9 +1,11 @@
-"""Choosing a backend for a model spec: `make_generator(spec, backend=...)`, the OpenAI spec parser and the default
+"""Choosing a backend for a model spec: `make_generator(spec, backend=...)`, the backends that run a model by name
+(`register_backend`; transformers, vllm and llamacpp are registered below), the OpenAI spec parser and the default
 dtype for a device."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from writetune.generate.api import CopyGenerator, Generator
 from writetune.generate.llamacpp_backend import LlamaCppGenerator
@@ -12,8 +14,29 @@ from writetune.generate.transformers_backend import TransformersGenerator
 from writetune.generate.vllm_backend import VllmGenerator
 from writetune.models import ALIASES, embedded_gguf_path, load_model
 
-BACKENDS = ("auto", "transformers", "vllm", "llamacpp", "openai")
 COPY_SPEC = "copy"
+
+BackendFactory = Callable[..., Generator]
+"""Builds a backend's generator: `factory(spec, dtype=..., device=..., **options)`, with dtype and device resolved
+(never `auto`) and `options` as given to `make_generator`."""
+
+_FACTORIES: dict[str, BackendFactory] = {}
+
+
+def register_backend(name: str, factory: BackendFactory, *, replace: bool = False) -> BackendFactory:
+    """Make `make_generator(spec, backend=name)` build its generator with `factory`. `auto` and `openai` are
+    reserved; a registered name is replaced only with `replace`."""
+    if name in ("auto", "openai"):
+        raise ValueError(f"backend name '{name}' is reserved")
+    if name in _FACTORIES and not replace:
+        raise ValueError(f"backend '{name}' is already registered")
+    _FACTORIES[name] = factory
+    return factory
+
+
+def backends() -> tuple[str, ...]:
+    """Every name `make_generator` accepts as `backend`: `auto` (transformers), the registered ones, `openai`."""
+    return ("auto", *_FACTORIES, "openai")
 
 
 def parse_openai_spec(spec: str) -> tuple[str, str | None]:
@@ -43,9 +66,10 @@ def make_generator(spec: str, backend: str = "auto", *, dtype: str = "auto", dev
                    **options) -> Generator:
     """A generator for a model spec. `copy` is the copy-the-source system; `openai:MODEL[@URL]` an
     OpenAI-compatible endpoint; otherwise the spec is a model (alias, directory, .gguf file, hub id) run by
-    `backend`: transformers (`auto`), vllm or llamacpp. `options` go to the backend's constructor."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend '{backend}' (expected one of {', '.join(BACKENDS)})")
+    `backend`: transformers (`auto`), vllm, llamacpp or any other registered one (`backends()`). `options` go to
+    the backend's factory."""
+    if backend not in backends():
+        raise ValueError(f"unknown backend '{backend}' (expected one of {', '.join(backends())})")
     if spec == COPY_SPEC:
         return CopyGenerator()
     if spec.startswith("openai:") or backend == "openai":
@@ -57,11 +81,24 @@ def make_generator(spec: str, backend: str = "auto", *, dtype: str = "auto", dev
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if dtype == "auto":
         dtype = default_dtype(device)
-    if backend == "vllm":
-        return VllmGenerator(spec, dtype=dtype, **options)
-    if backend == "llamacpp":
-        path = str(embedded_gguf_path(spec)) if spec in ALIASES else spec
-        if not (path.endswith(".gguf") and os.path.isfile(path)):
-            raise ValueError(f"the llama.cpp backend needs a .gguf file or an alias of one, not '{spec}'")
-        return LlamaCppGenerator(path, **options)
+    return _FACTORIES["transformers" if backend == "auto" else backend](spec, dtype=dtype, device=device, **options)
+
+
+def _transformers(spec: str, *, dtype: str, device: str, **options) -> Generator:
     return TransformersGenerator(load_model(spec, dtype=dtype, device=device, merge_adapter=True))
+
+
+def _vllm(spec: str, *, dtype: str, device: str, **options) -> Generator:
+    return VllmGenerator(spec, dtype=dtype, **options)
+
+
+def _llamacpp(spec: str, *, dtype: str, device: str, **options) -> Generator:
+    path = str(embedded_gguf_path(spec)) if spec in ALIASES else spec
+    if not (path.endswith(".gguf") and os.path.isfile(path)):
+        raise ValueError(f"the llama.cpp backend needs a .gguf file or an alias of one, not '{spec}'")
+    return LlamaCppGenerator(path, **options)
+
+
+register_backend("transformers", _transformers)
+register_backend("vllm", _vllm)
+register_backend("llamacpp", _llamacpp)

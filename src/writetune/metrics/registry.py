@@ -2,6 +2,7 @@
 
 Task and evaluation-set definitions, the training loop and the report name metrics by any of these names (e.g.
 ``m2_f05`` for ``m2``, ``errant_f05`` for ``errant``); `canonical_name` resolves them, so no caller keeps its own map.
+Every metric, built-in or not, enters through `register_metric`.
 """
 
 from __future__ import annotations
@@ -19,37 +20,48 @@ from writetune.metrics.m2 import M2Score
 from writetune.metrics.rouge import RougeL
 from writetune.metrics.sari import Sari
 
-METRICS: dict[str, type[Metric]] = {
-    "sari": Sari,
-    "gleu": Gleu,
-    "m2": M2Score,
-    "errant": ErrantF05,
-    "em": ExactMatch,
-    "bleu": Bleu,
-    "self_bleu": SelfBleu,
-    "ibleu": IBleu,
-    "copy_rate": CopyRate,
-    "rouge_l": RougeL,
-    "answer_words": AnswerLength,
-    "empty_or_truncated": EmptyOrTruncated,
-    **IFBENCH_METRICS,
-}
-"""Canonical name -> metric class."""
+METRICS: dict[str, type[Metric]] = {}
+"""Canonical name (the class's `name`) -> metric class."""
 
-ALIASES: dict[str, str] = {
-    "exact_match": "em",
-    "self-bleu": "self_bleu",
-    "selfbleu": "self_bleu",
-    "copy": "copy_rate",
-    "copy-rate": "copy_rate",
-    "m2scorer": "m2",
-    "maxmatch": "m2",
-    "m2_f05": "m2",
-    "errant_f05": "errant",
-    "rouge-l": "rouge_l",
-    "rougel": "rouge_l",
-}
-"""Other accepted names (case-insensitive) -> canonical name."""
+ALIASES: dict[str, str] = {}
+"""Other accepted names (lower case) -> canonical name."""
+
+
+def register_metric(cls: type[Metric], aliases: tuple[str, ...] = (), *, replace: bool = False) -> type[Metric]:
+    """Add a metric class under its `name` and `aliases` (matched case-insensitively); every built-in metric is
+    added this way. A name or alias already taken raises ValueError, unless `replace` is set and the name is the
+    metric's own."""
+    name = cls.name
+    if name in METRICS and not replace:
+        raise ValueError(f"metric '{name}' is already registered")
+    for alias in (name, *aliases):
+        key = alias.lower()
+        owner = key if key in METRICS else ALIASES.get(key)
+        if owner is not None and owner != name:
+            raise ValueError(f"metric name or alias '{alias}' is already used by metric '{owner}'")
+    METRICS[name] = cls
+    ALIASES.update({alias.lower(): name for alias in aliases})
+    return cls
+
+
+_BUILTIN: tuple[tuple[type[Metric], tuple[str, ...]], ...] = (
+    (Sari, ()),
+    (Gleu, ()),
+    (M2Score, ("m2scorer", "maxmatch", "m2_f05")),
+    (ErrantF05, ("errant_f05",)),
+    (ExactMatch, ("exact_match",)),
+    (Bleu, ()),
+    (SelfBleu, ("self-bleu", "selfbleu")),
+    (IBleu, ()),
+    (CopyRate, ("copy", "copy-rate")),
+    (RougeL, ("rouge-l", "rougel")),
+    (AnswerLength, ()),
+    (EmptyOrTruncated, ()),
+    *((cls, ()) for cls in IFBENCH_METRICS.values()),
+)
+
+for _cls, _aliases in _BUILTIN:
+    register_metric(_cls, _aliases)
 
 
 def available_metrics() -> list[str]:
