@@ -79,6 +79,7 @@ def test_howto_add_a_task(formality, tiny_model_dir, tmp_path):
     fmt = loaded.prompt_format
     text = "gonna send u the file tmrw"
     rendered = render_prompt(fmt, Request(task.instruction, text))
+    assert rendered == fmt.render_prompt(task.instruction, text)
     assert rendered == loaded.tokenizer.apply_chat_template(
         [{"role": "system", "content": fmt.system}, {"role": "user", "content": f"{task.instruction}\n\n{text}"}],
         tokenize=False, add_generation_prompt=True)
