@@ -9,7 +9,7 @@ first and after the last kept token. Each task has limits, measured on the train
 records of a built mix whose output differs from its input: real rewrites) as the 1st percentile of `kept` and the
 99th of the others. An answer is "no confident suggestion" when its `lead` or `trail` is past its limit, or when it
 keeps too little of the sentence both as a share and as a count (a short sentence with three errors keeps a small
-share of few words), or adds too much both ways. `benchmarks/rewrite_thresholds.py` measures the limits and writes
+share of few words), or adds too much both ways. `scripts/measure_rewrite_thresholds.py` measures the limits and writes
 `rewrite_thresholds.json` beside this module; docs/serving.md has the numbers and how often each limit fires.
 """
 
