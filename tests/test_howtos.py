@@ -60,7 +60,6 @@ def formality(tmp_path, private_registries):
         "description": "Rewrite informal text in a formal register.",
         "aliases": ["formal"],
         "metrics": ["em"],
-        "eval_sets": ["formality_dev"],
         "instructions": ["Make this text formal:", "Rewrite this in a formal register:", "Formalize this sentence:"],
     }), encoding="utf-8")
     data = tmp_path / "data"
@@ -117,7 +116,7 @@ def test_howto_add_an_evaluation_set(formality, tmp_path):
         ("em",), "raw", 1, Carving(None),
     ))
     assert get_eval_set("formality_dev") is evalset and evalset in suite("writing-dev")
-    assert evalset.name in task.eval_sets and evalset.available(data)
+    assert get_task(evalset.task) is task and evalset.available(data)
     assert [(e.source, e.references) for e in load_eval_set("formality_dev", data)] == [(s, (r,)) for s, r in items]
 
     document = run_evaluation(EvalConfig(models=["copy"], data_dir=data, out=tmp_path / "eval", suite="writing-dev",
