@@ -251,6 +251,16 @@ def resolve(spec: str, *, cache: Path | None = None, convert: bool = True,
     )
 
 
+def resolve_device(device: str) -> str:
+    """The torch device to load a model on: `auto` is `cuda` when a GPU is available, else `cpu`; any other name
+    (`cpu`, `cuda`, `cuda:N`) is returned as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _torch_dtype(name: str):
     import torch
 

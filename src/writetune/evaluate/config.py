@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from writetune.generate import default_dtype
+from writetune.models import resolve_device
 
 
 class EvalConfigError(ValueError):
@@ -55,7 +54,4 @@ class EvalConfig:
     def resolved_dtype(self) -> str:
         if self.dtype != "auto":
             return self.dtype
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        return default_dtype(device)
+        return default_dtype(resolve_device(self.device))

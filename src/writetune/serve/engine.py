@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from writetune.generate import Request, TransformersGenerator, render_prompt
+from writetune.models import load_model, resolve_device
 from writetune.prompt import token_ids
 
 
@@ -29,13 +30,7 @@ class Engine:
     @classmethod
     def load(cls, spec: str, *, dtype: str = "float32", device: str = "auto", model_id: str | None = None) -> "Engine":
         """Load a model spec (see `writetune.models`) with the transformers backend."""
-        from writetune.models import load_model
-
-        if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        loaded = load_model(spec, dtype=dtype, device=device, merge_adapter=True)
+        loaded = load_model(spec, dtype=dtype, device=resolve_device(device), merge_adapter=True)
         return cls(TransformersGenerator(loaded), loaded.tokenizer, model_id or model_id_for(spec),
                    loaded.prompt_format)
 
