@@ -70,7 +70,8 @@ class DocumentEditor:
         return self._loop.run_until_complete(self._edit(text, segments, on_progress))
 
     async def _edit(self, text: str, segments: list[Segment], on_progress: Progress | None) -> dict:
-        from writetune.serve.app import EditBody
+        from writetune.serve.edit_service import suggest_edits
+        from writetune.serve.schemas import EditBody
 
         gate, done = asyncio.Semaphore(self.concurrency), 0
         if on_progress:
@@ -78,8 +79,9 @@ class DocumentEditor:
 
         async def one(segment: Segment) -> dict:
             nonlocal done
+            body = EditBody(task=self.task, text=segment.model_text(text))
             async with gate:
-                answer = await self.app.state.edit(EditBody(task=self.task, text=segment.model_text(text)))
+                answer = await suggest_edits(self.app.state.server, body)
             done += 1
             if on_progress:
                 on_progress(done, len(segments))
