@@ -32,20 +32,20 @@ def _touches(edit: dict, ranges: tuple[tuple[int, int], ...]) -> bool:
 
 
 class DocumentEditor:
-    """Edits documents with one loaded model; use as `with DocumentEditor(engine, ...) as editor:`."""
+    """Edits documents with one loaded `ServedModel`; use as `with DocumentEditor(model, ...) as editor:`."""
 
-    def __init__(self, engine, *, task: str = "grammaticality", max_new_tokens: int = 256, max_batch_size: int = 8,
+    def __init__(self, model, *, task: str = "grammaticality", max_new_tokens: int = 256, max_batch_size: int = 8,
                  concurrency: int = 8, errant_types: bool = True, rewrite_check: bool = True):
         from writetune.serve.app import create_app
         from writetune.serve.settings import ServeSettings
 
         self.task, self.concurrency = task, concurrency
         # One edit request per segment, however long; nothing here is waiting on a client, so no timeout either.
-        settings = ServeSettings(model=engine.model_id, max_new_tokens=max_new_tokens, max_batch_size=max_batch_size,
+        settings = ServeSettings(model=model.model_id, max_new_tokens=max_new_tokens, max_batch_size=max_batch_size,
                                  max_input_chars=10**9, max_queue=10**6, request_timeout_s=10**9,
                                  errant_types=errant_types, rewrite_check=rewrite_check)
-        self.app = create_app(engine, settings)
-        self.model_id = engine.model_id
+        self.app = create_app(model, settings)
+        self.model_id = model.model_id
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lifespan = None
 

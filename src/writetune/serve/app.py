@@ -17,17 +17,17 @@ from fastapi.staticfiles import StaticFiles
 
 from writetune import __version__
 from writetune.serve import edit_service, languagetool, openai_routes, service_routes
-from writetune.serve.engine import Engine
+from writetune.serve.served_model import ServedModel
 from writetune.serve.errors import add_error_handlers
 from writetune.serve.middleware import add_middleware
 from writetune.serve.settings import ServeSettings
 from writetune.serve.state import ServerState
 
 
-def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI:
-    """The FastAPI app serving `engine` under `settings`. Its lifespan starts and stops the scheduler."""
+def create_app(model: ServedModel, settings: ServeSettings | None = None) -> FastAPI:
+    """The FastAPI app serving `model` under `settings`. Its lifespan starts and stops the scheduler."""
     settings = settings or ServeSettings()
-    server = ServerState(engine, settings)
+    server = ServerState(model, settings)
 
     @asynccontextmanager
     async def lifespan(_app):

@@ -63,7 +63,7 @@ async def suggest_edits(server: ServerState, body: EditBody) -> dict:
     edits = await asyncio.to_thread(_typed_edits, server.typer, spans, sources, stages, typed)
     if apply_edits(body.text, edits) != output:  # the invariant the page relies on; a bug if it ever fails
         raise GenerationError("internal error: the edits do not reproduce the output")
-    return {"object": "edit", "model": server.engine.model_id, "task": "all" if name == "all" else chosen[0].name,
+    return {"object": "edit", "model": server.model.model_id, "task": "all" if name == "all" else chosen[0].name,
             "output": output, "edits": [e.to_dict() for e in edits],
             "edit_types": "errant" if typed and server.typer.available else "word",
             "sentences": len(spans),

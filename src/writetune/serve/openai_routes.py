@@ -27,7 +27,7 @@ router = APIRouter()
 
 @router.get("/v1/models")
 async def models(server: Served):
-    return {"object": "list", "data": [{"id": server.engine.model_id, "object": "model",
+    return {"object": "list", "data": [{"id": server.model.model_id, "object": "model",
                                         "created": int(server.started), "owned_by": "writetune"}]}
 
 
@@ -38,7 +38,7 @@ async def chat_completions(body: ChatCompletionBody, server: Served):
     request = conversation(body.messages, texts)
     max_tokens = server.max_tokens(body.max_completion_tokens or body.max_tokens)
     server.check_sequences(body.n, "n")
-    return await respond(server, body, [request] * body.n, max_tokens, server.engine.prompt_tokens(request),
+    return await respond(server, body, [request] * body.n, max_tokens, server.model.prompt_tokens(request),
                          chat=True, echoes=[""] * body.n)
 
 
@@ -55,7 +55,7 @@ async def completions(body: CompletionBody, server: Served):
     server.check_sequences(len(prompts) * body.n, f"{len(prompts)} prompts x n {body.n}")
     max_tokens = server.max_tokens(body.max_tokens)
     requests = [Request(p) for p in prompts for _ in range(body.n)]
-    prompt_tokens = sum(server.engine.prompt_tokens(Request(p)) for p in prompts)
+    prompt_tokens = sum(server.model.prompt_tokens(Request(p)) for p in prompts)
     return await respond(server, body, requests, max_tokens, prompt_tokens, chat=False,
                          echoes=[r.instruction if body.echo else "" for r in requests])
 
@@ -67,7 +67,7 @@ async def respond(server: ServerState, body: SamplingBody, requests: list[Reques
     job = server.scheduler.submit(requests, server.sampling(body, max_tokens), _stops(body.stop))
     ident, created = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", int(time.time())
     head = {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": created,
-            "model": server.engine.model_id}
+            "model": server.model.model_id}
     if body.stream:
         if chat:
             head["object"] = "chat.completion.chunk"

@@ -27,7 +27,7 @@ async def index():
 @router.head("/health", include_in_schema=False)
 async def health(server: Served):
     settings = server.settings
-    return {"status": "ok", "model": server.engine.model_id, "version": __version__,
+    return {"status": "ok", "model": server.model.model_id, "version": __version__,
             "uptime_s": round(time.time() - server.started, 1), "queue_depth": server.scheduler.queue_depth(),
             "auth_required": settings.api_key is not None,
             "limits": {"max_input_chars": settings.max_input_chars, "max_new_tokens": settings.max_new_tokens,

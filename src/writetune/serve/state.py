@@ -13,7 +13,7 @@ from fastapi import Request as HttpRequest
 
 from writetune.generate import DecodingConfig, Request
 from writetune.serve.edits import ErrantTyper
-from writetune.serve.engine import Engine
+from writetune.serve.served_model import ServedModel
 from writetune.serve.errors import ApiError
 from writetune.serve.prometheus import ServerMetrics
 from writetune.serve.scheduler import Scheduler
@@ -24,10 +24,10 @@ from writetune.serve.settings import ServeSettings
 class ServerState:
     """State shared by the routes of one app."""
 
-    def __init__(self, engine: Engine, settings: ServeSettings):
-        self.engine, self.settings = engine, settings
+    def __init__(self, model: ServedModel, settings: ServeSettings):
+        self.model, self.settings = model, settings
         self.metrics = ServerMetrics()
-        self.scheduler = Scheduler(engine, max_batch_size=settings.max_batch_size, max_queue=settings.max_queue,
+        self.scheduler = Scheduler(model, max_batch_size=settings.max_batch_size, max_queue=settings.max_queue,
                                    metrics=self.metrics)
         self.typer = ErrantTyper(enabled=settings.errant_types)
         self.started = time.time()

@@ -18,7 +18,7 @@ def model_id_for(spec: str) -> str:
     return path.stem if path.suffix == ".gguf" else (path.name or spec)
 
 
-class Engine:
+class ServedModel:
     """A loaded model ready to serve."""
 
     def __init__(self, generator, tokenizer=None, model_id: str = "writetune", prompt_format=None):
@@ -28,7 +28,7 @@ class Engine:
         self.model_id = model_id
 
     @classmethod
-    def load(cls, spec: str, *, dtype: str = "float32", device: str = "auto", model_id: str | None = None) -> "Engine":
+    def load(cls, spec: str, *, dtype: str = "float32", device: str = "auto", model_id: str | None = None) -> "ServedModel":
         """Load a model spec (see `writetune.models`) with the transformers backend."""
         loaded = load_model(spec, dtype=dtype, device=resolve_device(device), merge_adapter=True)
         return cls(TransformersGenerator(loaded), loaded.tokenizer, model_id or model_id_for(spec),
