@@ -99,7 +99,8 @@ async def _run_stages(server: ServerState, chosen: list[Task], sources: list[str
         kept = []
         for k, (given, answer) in enumerate(zip(current, answers)):
             verdict = check_rewrite(task.name, given, answer) if settings.rewrite_check else None
-            if verdict is not None and not verdict.confident:  # chat is never offered as edits: the sentence stays as it was
+            # chat is never offered as edits: the sentence stays as it was
+            if verdict is not None and not verdict.confident:
                 server.metrics.observe_unconfident(task.name)
                 unconfident.append({"sentence": k, "task": task.name, "reason": verdict.reason,
                                     **({"answer": answer} if raw_answers else {})})

@@ -28,7 +28,8 @@ class ServedModel:
         self.model_id = model_id
 
     @classmethod
-    def load(cls, spec: str, *, dtype: str = "float32", device: str = "auto", model_id: str | None = None) -> "ServedModel":
+    def load(cls, spec: str, *, dtype: str = "float32", device: str = "auto",
+             model_id: str | None = None) -> "ServedModel":
         """Load a model spec (see `writetune.models`) with the transformers backend."""
         loaded = load_model(spec, dtype=dtype, device=resolve_device(device), merge_adapter=True)
         return cls(TransformersGenerator(loaded), loaded.tokenizer, model_id or model_id_for(spec),
