@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from writetune.cli import app
 from writetune.document_edit import DocumentEditor, unified_diff
 from writetune.markdown import prose_segments
-from writetune.serve import Engine
+from writetune.serve import ServedModel
 from writetune.serve.edits import apply_edits
 
 runner = CliRunner()
@@ -56,13 +56,13 @@ def test_prose_segments_leave_out_code_front_matter_tables_and_markup():
 
 
 @pytest.fixture(scope="module")
-def tiny_engine(tiny_model_dir):
-    return Engine.load(str(tiny_model_dir), device="cpu", model_id="tiny")
+def tiny_served(tiny_model_dir):
+    return ServedModel.load(str(tiny_model_dir), device="cpu", model_id="tiny")
 
 
-def test_document_editor_edits_prose_only_and_reports_progress(tiny_engine):
+def test_document_editor_edits_prose_only_and_reports_progress(tiny_served):
     seen = []
-    with DocumentEditor(tiny_engine, max_new_tokens=6, errant_types=False, rewrite_check=False) as editor:
+    with DocumentEditor(tiny_served, max_new_tokens=6, errant_types=False, rewrite_check=False) as editor:
         result = editor.edit(DOCUMENT, on_progress=lambda done, total: seen.append((done, total)))
         plain = editor.edit("She go to school. He buyed apple.", markdown=False)
     assert seen[0] == (0, 6) and seen[-1] == (6, 6) and len(seen) == 7

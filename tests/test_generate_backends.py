@@ -90,11 +90,11 @@ def tiny_generator(tiny_model_dir):
 
 
 def test_openai_backend_against_writetune_serve_matches_local_generation(tiny_model_dir, tiny_generator):
-    from writetune.serve import BackgroundServer, Engine, ServeSettings, create_app
+    from writetune.serve import BackgroundServer, ServedModel, ServeSettings, create_app
 
-    engine = Engine.load(str(tiny_model_dir), device="cpu", model_id="tiny")
+    served = ServedModel.load(str(tiny_model_dir), device="cpu", model_id="tiny")
     settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=8)
-    with BackgroundServer(create_app(engine, settings)) as url:
+    with BackgroundServer(create_app(served, settings)) as url:
         remote = make_generator(f"openai:tiny@{url}/v1", concurrency=3)
         assert isinstance(remote, OpenAIGenerator)
         answers = remote.generate(REQUESTS, FIXED_BUDGET)

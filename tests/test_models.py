@@ -1,11 +1,12 @@
-"""Model spec resolution: directories, adapters, run directories, GGUF conversion and its cache, clear errors."""
+"""Model spec resolution: directories, adapters, run directories, GGUF conversion and its cache, clear errors; the
+"auto" device."""
 
 import json
 
 import pytest
 
 from writetune import models
-from writetune.models import ModelSpecError, load_model, resolve
+from writetune.models import ModelSpecError, load_model, resolve, resolve_device
 from writetune.prompt import alpaca, save_prompt_format
 
 
@@ -90,6 +91,15 @@ def test_unreachable_hub_id_fails_fast_with_a_message(monkeypatch, tmp_path):
 def test_bad_dtype_is_refused(tiny_model_dir):
     with pytest.raises(ModelSpecError, match="unknown dtype"):
         load_model(str(tiny_model_dir), dtype="float8")
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_auto_device_is_cuda_only_with_a_gpu_and_a_named_device_stays(monkeypatch, gpu):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    assert resolve_device("auto") == ("cuda" if gpu else "cpu")
+    assert [resolve_device(d) for d in ("cpu", "cuda", "cuda:1")] == ["cpu", "cuda", "cuda:1"]
 
 
 def test_missing_embedded_package_names_the_install(monkeypatch):

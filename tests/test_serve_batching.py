@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from writetune.serve import BackgroundServer, Engine, ServeSettings, create_app
+from writetune.serve import BackgroundServer, ServedModel, ServeSettings, create_app
 
 PROMPTS = ["Fix the grammar in this sentence: she go home.", "Simplify: the committee deliberated at length.",
            "Paraphrase: the dog runs fast.", "Say hi.", "Make this text more fluent: he went market.",
@@ -40,13 +40,13 @@ class SpyGenerator:
 
 
 @pytest.fixture(scope="module")
-def tiny_engine(tiny_model_dir):
-    return Engine.load(str(tiny_model_dir), device="cpu", model_id="tiny")
+def tiny_served(tiny_model_dir):
+    return ServedModel.load(str(tiny_model_dir), device="cpu", model_id="tiny")
 
 
-def spy_engine(tiny_engine):
-    spy = SpyGenerator(tiny_engine.generator)
-    return spy, Engine(spy, tiny_engine.tokenizer, "tiny", tiny_engine.prompt_format)
+def spy_served(tiny_served):
+    spy = SpyGenerator(tiny_served.generator)
+    return spy, ServedModel(spy, tiny_served.tokenizer, "tiny", tiny_served.prompt_format)
 
 
 async def _complete_all(url: str, prompts: list[str]) -> list[str]:
@@ -57,10 +57,10 @@ async def _complete_all(url: str, prompts: list[str]) -> list[str]:
     return [r.json()["choices"][0]["text"] for r in responses]
 
 
-def test_concurrent_requests_share_a_batch(tiny_engine):
-    spy, engine = spy_engine(tiny_engine)
+def test_concurrent_requests_share_a_batch(tiny_served):
+    spy, served = spy_served(tiny_served)
     settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=8)
-    with BackgroundServer(create_app(engine, settings)) as url:
+    with BackgroundServer(create_app(served, settings)) as url:
         answers = asyncio.run(_complete_all(url, PROMPTS))
         calls = list(spy.calls)
         serial = [asyncio.run(_complete_all(url, [p]))[0] for p in PROMPTS]
@@ -70,10 +70,10 @@ def test_concurrent_requests_share_a_batch(tiny_engine):
     assert answers == serial  # batching changes the speed, not the answers
 
 
-def test_requests_queue_behind_a_busy_generator_and_go_together(tiny_engine):
-    spy, engine = spy_engine(tiny_engine)
+def test_requests_queue_behind_a_busy_generator_and_go_together(tiny_served):
+    spy, served = spy_served(tiny_served)
     settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=8)
-    with BackgroundServer(create_app(engine, settings)) as url:
+    with BackgroundServer(create_app(served, settings)) as url:
         spy.hold.clear()
 
         async def scenario():
@@ -93,18 +93,18 @@ def test_requests_queue_behind_a_busy_generator_and_go_together(tiny_engine):
     assert spy.calls == [1, 5]
 
 
-def test_max_batch_size_one_is_serial(tiny_engine):
-    spy, engine = spy_engine(tiny_engine)
+def test_max_batch_size_one_is_serial(tiny_served):
+    spy, served = spy_served(tiny_served)
     settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1)
-    with BackgroundServer(create_app(engine, settings)) as url:
+    with BackgroundServer(create_app(served, settings)) as url:
         asyncio.run(_complete_all(url, PROMPTS[:4]))
     assert spy.calls == [1, 1, 1, 1] and set(spy.batch_sizes) == {1}
 
 
-def test_a_lone_client_is_not_held_back(tiny_engine):
-    spy, engine = spy_engine(tiny_engine)
+def test_a_lone_client_is_not_held_back(tiny_served):
+    spy, served = spy_served(tiny_served)
     settings = ServeSettings(model="tiny", errant_types=False)
-    with BackgroundServer(create_app(engine, settings)) as url:
+    with BackgroundServer(create_app(served, settings)) as url:
         with httpx.Client(base_url=url, timeout=60) as http:
             http.post("/v1/completions", json={"prompt": "Say hi.", "max_tokens": 2})
             started = time.perf_counter()

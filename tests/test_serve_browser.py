@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from writetune.serve import BackgroundServer, Engine, ServeSettings, create_app
+from writetune.serve import BackgroundServer, ServedModel, ServeSettings, create_app
 from writetune.serve.edits import apply_edits
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -89,9 +89,9 @@ def drive_page(url: str, text: str, task: str, screenshot: Path) -> dict:
 
 
 def test_page_shows_edits_and_accepting_one_applies_it(tiny_model_dir, tmp_path):
-    engine = Engine.load(str(tiny_model_dir), device="cpu", model_id="tiny")
+    served = ServedModel.load(str(tiny_model_dir), device="cpu", model_id="tiny")
     settings = ServeSettings(model="tiny", max_new_tokens=24, rewrite_check=False)
-    with BackgroundServer(create_app(engine, settings)) as url:
+    with BackgroundServer(create_app(served, settings)) as url:
         data = drive_page(url, "She go to school. The cats is sleeping.", "grammaticality", tmp_path / "page.png")
     assert data["edits"], "the tiny random model rewrites the sentences, so there are edits to show"
     assert (tmp_path / "page.png").stat().st_size > 10_000
@@ -99,10 +99,10 @@ def test_page_shows_edits_and_accepting_one_applies_it(tiny_model_dir, tmp_path)
 
 @pytest.mark.embedded
 def test_page_with_the_embedded_model(tmp_path):
-    engine = Engine.load("smollm2-135m", device="cpu")
+    served = ServedModel.load("smollm2-135m", device="cpu")
     text = ("She go to school every day and she like it. Yesterday he buyed three apple at the market.\n"
             "Their going to the park tomorrow, weather permitting.")
-    with BackgroundServer(create_app(engine, ServeSettings(max_new_tokens=96))) as url:
+    with BackgroundServer(create_app(served, ServeSettings(max_new_tokens=96))) as url:
         target = DOCS_SCREENSHOT if os.environ.get("WRITETUNE_SCREENSHOT") == "1" else tmp_path / "page.png"
         data = drive_page(url, text, "grammaticality", target)
     assert apply_edits(text, data["edits"]) == data["output"]

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from writetune.serve import BackgroundServer, Engine, ServeSettings, create_app
+from writetune.serve import BackgroundServer, ServedModel, ServeSettings, create_app
 
 CHAT = "/v1/chat/completions"
 
@@ -56,13 +56,13 @@ class FaultyGenerator:
 
 
 @pytest.fixture(scope="module")
-def tiny_engine(tiny_model_dir):
-    return Engine.load(str(tiny_model_dir), device="cpu", model_id="tiny")
+def tiny_served(tiny_model_dir):
+    return ServedModel.load(str(tiny_model_dir), device="cpu", model_id="tiny")
 
 
-def faulty(tiny_engine, pause_s: float = 0.0):
-    generator = FaultyGenerator(tiny_engine.generator, pause_s)
-    return generator, Engine(generator, tiny_engine.tokenizer, "tiny", tiny_engine.prompt_format)
+def faulty(tiny_served, pause_s: float = 0.0):
+    generator = FaultyGenerator(tiny_served.generator, pause_s)
+    return generator, ServedModel(generator, tiny_served.tokenizer, "tiny", tiny_served.prompt_format)
 
 
 def chat(text: str, **extra) -> dict:
@@ -75,11 +75,11 @@ def error_of(response) -> str:
     return body["error"]["message"]
 
 
-def test_a_lone_surrogate_is_422_and_a_failing_request_fails_alone(tiny_engine):
-    generator, engine = faulty(tiny_engine)
+def test_a_lone_surrogate_is_422_and_a_failing_request_fails_alone(tiny_served):
+    generator, served = faulty(tiny_served)
     settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=8,
                              max_new_tokens=8)
-    with BackgroundServer(create_app(engine, settings)) as url:
+    with BackgroundServer(create_app(served, settings)) as url:
         generator.gate.clear()
 
         async def scenario():
@@ -109,9 +109,9 @@ def test_a_lone_surrogate_is_422_and_a_failing_request_fails_alone(tiny_engine):
 
 
 def test_request_size_limits_are_413():
-    engine = Engine(generator=None, model_id="tiny")  # every request here is refused before it reaches a model
+    served = ServedModel(generator=None, model_id="tiny")  # every request here is refused before it reaches a model
     settings = ServeSettings(model="tiny", errant_types=False, max_prompts=4, max_sentences=3, max_queue=10)
-    with TestClient(create_app(engine, settings), base_url="http://localhost") as client:
+    with TestClient(create_app(served, settings), base_url="http://localhost") as client:
         response = client.post("/v1/completions", json={"prompt": ["p"] * 80, "n": 8})
         assert response.status_code == 413 and "at most 4" in error_of(response)
         response = client.post("/v1/completions", json={"prompt": ["p"] * 4, "n": 3})
@@ -123,10 +123,10 @@ def test_request_size_limits_are_413():
         assert (limits["max_prompts"], limits["max_sentences"], limits["max_queue"]) == (4, 3, 10)
 
 
-def test_the_queue_counts_sequences_not_jobs(tiny_engine):
-    generator, engine = faulty(tiny_engine)
+def test_the_queue_counts_sequences_not_jobs(tiny_served):
+    generator, served = faulty(tiny_served)
     settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1, max_queue=8)
-    with BackgroundServer(create_app(engine, settings)) as url:
+    with BackgroundServer(create_app(served, settings)) as url:
         generator.gate.clear()
 
         async def scenario():
@@ -148,12 +148,12 @@ def test_the_queue_counts_sequences_not_jobs(tiny_engine):
     assert [r.status_code for r in done] == [200, 200, 200]
 
 
-def test_timed_out_and_disconnected_requests_stop_their_generation(tiny_engine):
+def test_timed_out_and_disconnected_requests_stop_their_generation(tiny_served):
     big = {"prompt": ["one", "two", "three", "four"], "n": 8, "max_tokens": 4}  # 32 sequences, 6.4 s of work
-    generator, engine = faulty(tiny_engine, pause_s=0.2)
+    generator, served = faulty(tiny_served, pause_s=0.2)
     settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1,
                              request_timeout_s=0.6, max_new_tokens=4)
-    with BackgroundServer(create_app(engine, settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
+    with BackgroundServer(create_app(served, settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
         started = time.perf_counter()
         assert client.post("/v1/completions", json=big).status_code == 504
         after = client.post(CHAT, json=chat("quick", max_tokens=1))
@@ -163,9 +163,9 @@ def test_timed_out_and_disconnected_requests_stop_their_generation(tiny_engine):
     assert generator.finished_sequences < 12, generator.finished_sequences
     assert "writetune_inflight_requests 0" in metrics
 
-    generator, engine = faulty(tiny_engine, pause_s=0.2)
+    generator, served = faulty(tiny_served, pause_s=0.2)
     settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1, request_timeout_s=60)
-    with BackgroundServer(create_app(engine, settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
+    with BackgroundServer(create_app(served, settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
         with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
             client.post("/v1/completions", json=big, timeout=0.5)
         left = time.perf_counter()
@@ -174,9 +174,9 @@ def test_timed_out_and_disconnected_requests_stop_their_generation(tiny_engine):
     assert stopped_after < 2.0 and generator.finished_sequences < 12, (stopped_after, generator.finished_sequences)
 
 
-def test_metric_labels_come_from_closed_sets(tiny_engine):
+def test_metric_labels_come_from_closed_sets(tiny_served):
     settings = ServeSettings(model="tiny", errant_types=False)
-    with BackgroundServer(create_app(tiny_engine, settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with BackgroundServer(create_app(tiny_served, settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
         for k in range(5):
             client.request(f"XANMVKLJELC{k}", "/health")
             client.get(f"/no-such-page-{k}")
@@ -187,9 +187,9 @@ def test_metric_labels_come_from_closed_sets(tiny_engine):
     assert any('route="other",method="GET",status="404"' in line and line.endswith(" 5") for line in series)
 
 
-def test_seed_nesting_head_docs_and_host_header(tiny_engine):
+def test_seed_nesting_head_docs_and_host_header(tiny_served):
     settings = ServeSettings(model="tiny", errant_types=False, max_new_tokens=4, allowed_hosts=("writer.example",))
-    with BackgroundServer(create_app(tiny_engine, settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with BackgroundServer(create_app(tiny_served, settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
         huge_seed = client.post(CHAT, json=chat("hi", seed=10**30, temperature=0.5))
         signed = client.post(CHAT, json=chat("hi", seed=-(2**63), temperature=0.5))
         nested = client.post(CHAT, content=b"[" * 1000 + b"]" * 1000, headers={"Content-Type": "application/json"})
@@ -265,10 +265,10 @@ def _read_response(sock: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
-def test_slow_clients_are_cut_off_and_connections_are_limited(tiny_engine):
+def test_slow_clients_are_cut_off_and_connections_are_limited(tiny_served):
     settings = ServeSettings(model="tiny", errant_types=False, header_timeout_s=1.0, body_timeout_s=1.5,
                              max_connections=4)
-    with BackgroundServer(create_app(tiny_engine, settings)) as url:
+    with BackgroundServer(create_app(tiny_served, settings)) as url:
         silent = _connect(url)  # opens a connection and sends nothing
         took, _ = _closed_within(silent, 6)
         assert took < 3, took

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from fastapi.testclient import TestClient
 
-from writetune.serve import BackgroundServer, Engine, ServeSettings, create_app
+from writetune.serve import BackgroundServer, ServedModel, ServeSettings, create_app
 from writetune.serve.edits import apply_edits, text_edits
 from writetune.serve.languagetool import _match_spans, rule_for, utf16_positions
 from writetune.tasks import get_task
@@ -41,7 +41,7 @@ class CorrectingGenerator:
 
 def make_client(**settings):
     generator = CorrectingGenerator()
-    app = create_app(Engine(generator, model_id="fake"), ServeSettings(model="fake", **settings))
+    app = create_app(ServedModel(generator, model_id="fake"), ServeSettings(model="fake", **settings))
     return generator, TestClient(app, base_url="http://localhost")
 
 
@@ -195,7 +195,7 @@ def test_errors_limits_and_the_api_key():
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_form_posts_to_a_live_server():
     generator = CorrectingGenerator()
-    app = create_app(Engine(generator, model_id="fake"), ServeSettings(model="fake"))
+    app = create_app(ServedModel(generator, model_id="fake"), ServeSettings(model="fake"))
     with BackgroundServer(app) as url:
         plain = subprocess.run(["curl", "-sS", "--max-time", "60", "-d", "text=He bought apple.", f"{url}/v2/check"],
                                capture_output=True, text=True, timeout=90, check=True)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from test_serve_languagetool import apply_matches
 
-from writetune.serve import BackgroundServer, Engine, ServeSettings, create_app
+from writetune.serve import BackgroundServer, ServedModel, ServeSettings, create_app
 
 language_tool_python = pytest.importorskip("language_tool_python")
 
@@ -43,8 +43,8 @@ def loopback_only(monkeypatch):
 
 @pytest.mark.embedded
 def test_language_tool_python_and_curl_correct_like_v1_edit(monkeypatch):
-    engine = Engine.load("smollm2-135m", device="cpu")
-    with BackgroundServer(create_app(engine, ServeSettings(max_new_tokens=64, request_timeout_s=600,
+    served = ServedModel.load("smollm2-135m", device="cpu")
+    with BackgroundServer(create_app(served, ServeSettings(max_new_tokens=64, request_timeout_s=600,
                                                            rewrite_check=False))) as url:
         answer = httpx.post(f"{url}/v1/edit", json={"text": TEXT}, timeout=600)
         assert answer.status_code == 200, answer.text

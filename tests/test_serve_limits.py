@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from writetune.serve import BackgroundServer, Engine, ServeSettings, create_app
+from writetune.serve import BackgroundServer, ServedModel, ServeSettings, create_app
 
 CHAT = "/v1/chat/completions"
 
@@ -40,19 +40,19 @@ class GatedGenerator:
 
 
 @pytest.fixture(scope="module")
-def tiny_engine(tiny_model_dir):
-    return Engine.load(str(tiny_model_dir), device="cpu", model_id="tiny")
+def tiny_served(tiny_model_dir):
+    return ServedModel.load(str(tiny_model_dir), device="cpu", model_id="tiny")
 
 
-def gated(tiny_engine):
-    gate = GatedGenerator(tiny_engine.generator)
-    return gate, Engine(gate, tiny_engine.tokenizer, "tiny", tiny_engine.prompt_format)
+def gated(tiny_served):
+    gate = GatedGenerator(tiny_served.generator)
+    return gate, ServedModel(gate, tiny_served.tokenizer, "tiny", tiny_served.prompt_format)
 
 
 @pytest.fixture(scope="module")
-def client(tiny_engine):
+def client(tiny_served):
     settings = ServeSettings(model="tiny", errant_types=False, max_input_chars=100, max_new_tokens=16)
-    with TestClient(create_app(tiny_engine, settings), base_url="http://localhost") as c:
+    with TestClient(create_app(tiny_served, settings), base_url="http://localhost") as c:
         yield c
 
 
@@ -114,9 +114,9 @@ def test_malformed_requests_are_4xx_with_a_message(client):
     assert client.get(CHAT).status_code == 405
 
 
-def test_api_key_is_required_when_set(tiny_engine):
+def test_api_key_is_required_when_set(tiny_served):
     settings = ServeSettings(model="tiny", errant_types=False, api_key="s3cret", max_new_tokens=8)
-    with TestClient(create_app(tiny_engine, settings), base_url="http://localhost") as c:
+    with TestClient(create_app(tiny_served, settings), base_url="http://localhost") as c:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}, {"X-API-Key": "nope"}):
             response = c.post(CHAT, json=chat("hi"), headers=headers)
             assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
@@ -129,10 +129,10 @@ def test_api_key_is_required_when_set(tiny_engine):
         assert c.get("/health").json()["auth_required"] is True
 
 
-def test_full_queue_is_503_with_retry_after_and_recovers(tiny_engine):
-    gate, engine = gated(tiny_engine)
+def test_full_queue_is_503_with_retry_after_and_recovers(tiny_served):
+    gate, served = gated(tiny_served)
     settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1, max_queue=2)
-    with BackgroundServer(create_app(engine, settings)) as url:
+    with BackgroundServer(create_app(served, settings)) as url:
         gate.open.clear()
 
         async def scenario():
@@ -156,10 +156,10 @@ def test_full_queue_is_503_with_retry_after_and_recovers(tiny_engine):
     assert 'writetune_rejected_total{reason="queue_full"} 1' in metrics
 
 
-def test_timeout_is_504_and_generation_errors_are_500(tiny_engine):
-    gate, engine = gated(tiny_engine)
+def test_timeout_is_504_and_generation_errors_are_500(tiny_served):
+    gate, served = gated(tiny_served)
     settings = ServeSettings(model="tiny", errant_types=False, request_timeout_s=1.0, max_new_tokens=8)
-    with TestClient(create_app(engine, settings), base_url="http://localhost") as c:
+    with TestClient(create_app(served, settings), base_url="http://localhost") as c:
         gate.open.clear()
         response = c.post(CHAT, json=chat("slow"))
         assert response.status_code == 504 and "timed out" in error_of(response)
@@ -170,12 +170,12 @@ def test_timeout_is_504_and_generation_errors_are_500(tiny_engine):
         assert c.post(CHAT, json=chat("fine again")).status_code == 200
 
 
-def test_fault_run_then_the_server_still_answers(tiny_engine):
+def test_fault_run_then_the_server_still_answers(tiny_served):
     """Oversized, malformed, unauthorised and flood requests against one real server, then good requests."""
     settings = ServeSettings(model="tiny", api_key="k", max_input_chars=200, max_new_tokens=8, max_queue=4,
                              max_batch_size=4)
     auth = {"Authorization": "Bearer k"}
-    with BackgroundServer(create_app(tiny_engine, settings)) as url:
+    with BackgroundServer(create_app(tiny_served, settings)) as url:
         async def scenario():
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
                 statuses = []

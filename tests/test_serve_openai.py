@@ -3,16 +3,16 @@
 
 import pytest
 
-from writetune.serve import BackgroundServer, Engine, ServeSettings, create_app
+from writetune.serve import BackgroundServer, ServedModel, ServeSettings, create_app
 
 openai = pytest.importorskip("openai", reason="the openai package is not installed (pip install -e '.[dev]')")
 
 
 @pytest.fixture(scope="module")
 def base_url(tiny_model_dir):
-    engine = Engine.load(str(tiny_model_dir), device="cpu", model_id="tiny-writer")
+    served = ServedModel.load(str(tiny_model_dir), device="cpu", model_id="tiny-writer")
     settings = ServeSettings(model="tiny", api_key="sk-test", errant_types=False)
-    with BackgroundServer(create_app(engine, settings)) as url:
+    with BackgroundServer(create_app(served, settings)) as url:
         yield url + "/v1"
 
 

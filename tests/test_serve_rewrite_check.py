@@ -76,10 +76,10 @@ def _client(**settings):
     from fastapi.testclient import TestClient
 
     from writetune.serve.app import create_app
-    from writetune.serve.engine import Engine
+    from writetune.serve.served_model import ServedModel
     from writetune.serve.settings import ServeSettings
 
-    app = create_app(Engine(ChattyGenerator(), model_id="fake"),
+    app = create_app(ServedModel(ChattyGenerator(), model_id="fake"),
                      ServeSettings(model="fake", errant_types=False, **settings))
     return TestClient(app, base_url="http://localhost")
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from writetune.generate import DecodingConfig, Request
-from writetune.serve import BackgroundServer, Engine, ServeSettings, create_app
+from writetune.serve import BackgroundServer, ServedModel, ServeSettings, create_app
 
 CHAT = "/v1/chat/completions"
 
@@ -45,14 +45,14 @@ class SlowGenerator:
 
 
 @pytest.fixture(scope="module")
-def tiny_engine(tiny_model_dir):
-    return Engine.load(str(tiny_model_dir), device="cpu", model_id="tiny")
+def tiny_served(tiny_model_dir):
+    return ServedModel.load(str(tiny_model_dir), device="cpu", model_id="tiny")
 
 
-def slow_server(tiny_engine, delay_s=0.15, **settings):
-    slow = SlowGenerator(tiny_engine.generator, delay_s)
-    engine = Engine(slow, tiny_engine.tokenizer, "tiny", tiny_engine.prompt_format)
-    return slow, create_app(engine, ServeSettings(model="tiny", errant_types=False, **settings))
+def slow_server(tiny_served, delay_s=0.15, **settings):
+    slow = SlowGenerator(tiny_served.generator, delay_s)
+    served = ServedModel(slow, tiny_served.tokenizer, "tiny", tiny_served.prompt_format)
+    return slow, create_app(served, ServeSettings(model="tiny", errant_types=False, **settings))
 
 
 def chat(text, **extra):
@@ -81,20 +81,20 @@ async def stream_chat(client, body, on_first=None):
     return arrivals, content, usage
 
 
-def never_stopping_prompt(tiny_engine, budget=12):
+def never_stopping_prompt(tiny_served, budget=12):
     """A prompt whose greedy answer runs to its budget without a stop token (so that it takes many steps)."""
     for k in range(40):
         request = Request(f"Repeat after me, round {k}: la la la.")
-        generator = tiny_engine.generator
+        generator = tiny_served.generator
         ids = generator.open_engine(1).run([generator.encode(request)], [budget])[0]
         if len(ids) == budget and not set(ids) & set(generator.stop_ids):
             return request.instruction
     pytest.skip("the tiny model stops early on every candidate prompt")
 
 
-def test_first_chunk_leaves_before_the_last_token_is_generated(tiny_engine):
-    prompt = never_stopping_prompt(tiny_engine)
-    slow, app = slow_server(tiny_engine)
+def test_first_chunk_leaves_before_the_last_token_is_generated(tiny_served):
+    prompt = never_stopping_prompt(tiny_served)
+    slow, app = slow_server(tiny_served)
     with BackgroundServer(app) as url:
         async def scenario():
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
@@ -109,9 +109,9 @@ def test_first_chunk_leaves_before_the_last_token_is_generated(tiny_engine):
     assert usage == whole["usage"] and usage["completion_tokens"] == 12  # real tokens: the budget, all generated
 
 
-def test_a_request_arriving_mid_batch_joins_the_running_batch(tiny_engine):
-    long_prompt = never_stopping_prompt(tiny_engine, budget=24)
-    slow, app = slow_server(tiny_engine, max_batch_size=8)
+def test_a_request_arriving_mid_batch_joins_the_running_batch(tiny_served):
+    long_prompt = never_stopping_prompt(tiny_served, budget=24)
+    slow, app = slow_server(tiny_served, max_batch_size=8)
     with BackgroundServer(app) as url:
         async def scenario():
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
@@ -134,9 +134,9 @@ def test_a_request_arriving_mid_batch_joins_the_running_batch(tiny_engine):
     assert slow.steps[done_at - 1][0] < arrivals[-1]  # and finished while the long one was still streaming
 
 
-def test_a_client_that_disconnects_stops_its_generation(tiny_engine):
-    prompt = never_stopping_prompt(tiny_engine, budget=40)
-    slow, app = slow_server(tiny_engine, delay_s=0.1)
+def test_a_client_that_disconnects_stops_its_generation(tiny_served):
+    prompt = never_stopping_prompt(tiny_served, budget=40)
+    slow, app = slow_server(tiny_served, delay_s=0.1)
     with BackgroundServer(app) as url:
         with httpx.Client(base_url=url, timeout=60) as client:
             with client.stream("POST", CHAT, json={**chat(prompt, max_tokens=40), "stream": True}) as response:
@@ -151,8 +151,8 @@ def test_a_client_that_disconnects_stops_its_generation(tiny_engine):
     assert steps_after < 40
 
 
-def test_system_prompt_and_history_reach_the_model(tiny_engine):
-    app = create_app(tiny_engine, ServeSettings(model="tiny", errant_types=False))
+def test_system_prompt_and_history_reach_the_model(tiny_served):
+    app = create_app(tiny_served, ServeSettings(model="tiny", errant_types=False))
     question = "Fix the grammar: she go home."
     history = [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi there."}]
     bodies = {
@@ -165,7 +165,7 @@ def test_system_prompt_and_history_reach_the_model(tiny_engine):
                    for name, messages in bodies.items()}
     texts = {name: a["choices"][0]["message"]["content"] for name, a in answers.items()}
     decoding = DecodingConfig(max_new_tokens=12, length_ratio=0, length_slack=12)
-    expected = tiny_engine.generator.generate([
+    expected = tiny_served.generator.generate([
         Request(question),
         Request(question, system="You answer in French."),
         Request(question, history=(("Say hi.", "Hi there."),)),

@@ -145,7 +145,7 @@ def edit(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from writetune.document_edit import DocumentEditor, unified_diff, write_in_place
-    from writetune.serve.engine import Engine
+    from writetune.serve.served_model import ServedModel
     from writetune.tasks import get_task
 
     with user_errors():
@@ -158,10 +158,10 @@ def edit(
         for path, text in inputs:
             if not text.strip():
                 raise ValueError(f"{path or 'the text to edit'} is empty")
-        engine = Engine.load(model, dtype=dtype, device="auto")
+        served = ServedModel.load(model, dtype=dtype, device="auto")
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=err_console, transient=True)
-        with DocumentEditor(engine, task=chosen, max_new_tokens=max_new_tokens, max_batch_size=batch_size,
+        with DocumentEditor(served, task=chosen, max_new_tokens=max_new_tokens, max_batch_size=batch_size,
                             concurrency=batch_size, rewrite_check=rewrite_check) as editor, progress:
             for path, text in inputs:
                 bar = progress.add_task(f"editing {path or 'text'}", total=None)
@@ -288,7 +288,7 @@ def serve(
                                                 "sentence (no preamble or explanation).")] = True,
 ):
     """Serve a model over HTTP: OpenAI-compatible API, /v1/edit, LanguageTool's /v2/check and a web page at /."""
-    from writetune.serve import ServeSettings, load_engine, run_server
+    from writetune.serve import ServeSettings, load_served_model, run_server
 
     with user_errors():
         settings = ServeSettings(model=model, host=host, port=port, api_key=api_key, model_name=model_name,
@@ -303,9 +303,9 @@ def serve(
         if api_key is not None and os.environ.get("WRITETUNE_API_KEY") != api_key:
             err_console.print("warning: --api-key is visible to every user of this machine (ps); set "
                               "WRITETUNE_API_KEY instead", highlight=False)
-        engine = load_engine(settings)
-    err_console.print(f"serving {engine.model_id} at http://{host}:{port}/ (API under /v1)", highlight=False)
-    run_server(settings, engine)
+        served = load_served_model(settings)
+    err_console.print(f"serving {served.model_id} at http://{host}:{port}/ (API under /v1)", highlight=False)
+    run_server(settings, served)
 
 
 @dataclass(frozen=True)

@@ -32,20 +32,20 @@ def _touches(edit: dict, ranges: tuple[tuple[int, int], ...]) -> bool:
 
 
 class DocumentEditor:
-    """Edits documents with one loaded model; use as `with DocumentEditor(engine, ...) as editor:`."""
+    """Edits documents with one loaded `ServedModel`; use as `with DocumentEditor(model, ...) as editor:`."""
 
-    def __init__(self, engine, *, task: str = "grammaticality", max_new_tokens: int = 256, max_batch_size: int = 8,
+    def __init__(self, model, *, task: str = "grammaticality", max_new_tokens: int = 256, max_batch_size: int = 8,
                  concurrency: int = 8, errant_types: bool = True, rewrite_check: bool = True):
         from writetune.serve.app import create_app
         from writetune.serve.settings import ServeSettings
 
         self.task, self.concurrency = task, concurrency
         # One edit request per segment, however long; nothing here is waiting on a client, so no timeout either.
-        settings = ServeSettings(model=engine.model_id, max_new_tokens=max_new_tokens, max_batch_size=max_batch_size,
+        settings = ServeSettings(model=model.model_id, max_new_tokens=max_new_tokens, max_batch_size=max_batch_size,
                                  max_input_chars=10**9, max_queue=10**6, request_timeout_s=10**9,
                                  errant_types=errant_types, rewrite_check=rewrite_check)
-        self.app = create_app(engine, settings)
-        self.model_id = engine.model_id
+        self.app = create_app(model, settings)
+        self.model_id = model.model_id
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lifespan = None
 
@@ -70,7 +70,8 @@ class DocumentEditor:
         return self._loop.run_until_complete(self._edit(text, segments, on_progress))
 
     async def _edit(self, text: str, segments: list[Segment], on_progress: Progress | None) -> dict:
-        from writetune.serve.app import EditBody
+        from writetune.serve.edit_service import suggest_edits
+        from writetune.serve.schemas import EditBody
 
         gate, done = asyncio.Semaphore(self.concurrency), 0
         if on_progress:
@@ -78,8 +79,9 @@ class DocumentEditor:
 
         async def one(segment: Segment) -> dict:
             nonlocal done
+            body = EditBody(task=self.task, text=segment.model_text(text))
             async with gate:
-                answer = await self.app.state.edit(EditBody(task=self.task, text=segment.model_text(text)))
+                answer = await suggest_edits(self.app.state.server, body)
             done += 1
             if on_progress:
                 on_progress(done, len(segments))

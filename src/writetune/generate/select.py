@@ -12,7 +12,7 @@ from writetune.generate.llamacpp_backend import LlamaCppGenerator
 from writetune.generate.openai_backend import OpenAIGenerator
 from writetune.generate.transformers_backend import TransformersGenerator
 from writetune.generate.vllm_backend import VllmGenerator
-from writetune.models import ALIASES, embedded_gguf_path, load_model
+from writetune.models import ALIASES, embedded_gguf_path, load_model, resolve_device
 
 COPY_SPEC = "copy"
 
@@ -75,10 +75,7 @@ def make_generator(spec: str, backend: str = "auto", *, dtype: str = "auto", dev
     if spec.startswith("openai:") or backend == "openai":
         model, url = parse_openai_spec(spec)
         return OpenAIGenerator(model, url or options.pop("base_url", None), **options)
-    if device == "auto":
-        import torch  # see default_dtype
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     if dtype == "auto":
         dtype = default_dtype(device)
     return _FACTORIES["transformers" if backend == "auto" else backend](spec, dtype=dtype, device=device, **options)

@@ -25,8 +25,10 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 
 from writetune import __version__
-from writetune.serve.app import ALL_TASKS, ApiError, EditBody
+from writetune.serve.edit_service import ALL_TASKS, suggest_edits
 from writetune.serve.edits import split_sentences
+from writetune.serve.errors import ApiError
+from writetune.serve.schemas import EditBody
 
 router = APIRouter()
 
@@ -287,7 +289,7 @@ async def check(request: Request):
     matches = []
     if checked.plain.strip():
         task = PICKY_TASK if level == "picky" else server.settings.languagetool_task
-        answer = await request.app.state.edit(EditBody(task=task, text=checked.plain))
+        answer = await suggest_edits(server, EditBody(task=task, text=checked.plain))
         sentences = split_sentences(checked.plain)
         positions = utf16_positions(checked.sent)
         made_by = ALL_TASKS[-1] if answer["task"] == "all" else answer["task"]  # who made the untyped edits

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 from writetune.generate import DecodingConfig, Request
 from writetune.generate.text import cut_at_stop_string
-from writetune.serve.engine import Engine
+from writetune.serve.served_model import ServedModel
 from writetune.serve.prometheus import ServerMetrics
 
 log = logging.getLogger("writetune.serve")
@@ -103,9 +103,9 @@ class Scheduler:
     """The queue and worker thread in front of one served model. `start()` and `stop()` run inside the serving event
     loop; `submit` returns a `Job`, whose answers `answers` awaits and `stream` yields piece by piece."""
 
-    def __init__(self, engine: Engine, *, max_batch_size: int = 8, max_queue: int = 64,
+    def __init__(self, model: ServedModel, *, max_batch_size: int = 8, max_queue: int = 64,
                  metrics: ServerMetrics | None = None):
-        self.engine = engine
+        self.model = model
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self.metrics = metrics or ServerMetrics()
@@ -233,7 +233,7 @@ class Scheduler:
         return new, gone
 
     def _work(self) -> None:
-        generator = self.engine.generator
+        generator = self.model.generator
         engine = generator.open_engine(self.max_batch_size) if hasattr(generator, "open_engine") else None
         try:
             if engine is not None:
@@ -356,12 +356,12 @@ class Scheduler:
             decoding = replace(decoding, batch_size=self.max_batch_size)
         self._inflight = len(requests)
         self.metrics.observe_batch(len(requests))
-        before, started = self.engine.tokens_generated, time.monotonic()
+        before, started = self.model.tokens_generated, time.monotonic()
         try:
             outputs = generator.generate(requests, decoding, progress)
         finally:
             self._inflight = 0
-            self.metrics.observe_generation(len(requests), self.engine.tokens_generated - before,
+            self.metrics.observe_generation(len(requests), self.model.tokens_generated - before,
                                             time.monotonic() - started)
         if len(outputs) != len(requests):
             raise GenerationError(f"the generator returned {len(outputs)} answers for {len(requests)} requests")
@@ -370,7 +370,7 @@ class Scheduler:
         for job in jobs:
             for index in range(len(job.requests)):
                 text, stopped = cut_at_stop_string(outputs[pos], job.stops)
-                tokens = min(self.engine.count_tokens(text), job.decoding.max_new_tokens)  # re-tokenised: estimate
+                tokens = min(self.model.count_tokens(text), job.decoding.max_new_tokens)  # re-tokenised: estimate
                 reason = "stop" if stopped or tokens < job.decoding.max_new_tokens else "length"
                 job.post(index, text, Answer(text, tokens, reason))
                 pos += 1

@@ -13,23 +13,23 @@ import uvicorn
 
 from writetune.serve.app import create_app
 from writetune.serve.connections import guarded
-from writetune.serve.engine import Engine
+from writetune.serve.served_model import ServedModel
 from writetune.serve.settings import ServeSettings
 
 
-def load_engine(settings: ServeSettings) -> Engine:
+def load_served_model(settings: ServeSettings) -> ServedModel:
     if settings.threads:
         import torch
 
         torch.set_num_threads(settings.threads)
-    return Engine.load(settings.model, dtype=settings.dtype, device=settings.device, model_id=settings.model_name)
+    return ServedModel.load(settings.model, dtype=settings.dtype, device=settings.device, model_id=settings.model_name)
 
 
-def run_server(settings: ServeSettings, engine: Engine | None = None) -> None:
-    """Load the model (unless an engine is given) and serve it until interrupted."""
-    engine = engine or load_engine(settings)
+def run_server(settings: ServeSettings, model: ServedModel | None = None) -> None:
+    """Load the model (unless one is given) and serve it until interrupted."""
+    model = model or load_served_model(settings)
     logging.getLogger("writetune.serve").setLevel(logging.INFO)
-    uvicorn.Server(uvicorn_config(create_app(engine, settings), settings, host=settings.host, port=settings.port,
+    uvicorn.Server(uvicorn_config(create_app(model, settings), settings, host=settings.host, port=settings.port,
                                   log_level="info")).run()
 
 

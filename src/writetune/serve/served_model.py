@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from writetune.generate import Request, TransformersGenerator, render_prompt
+from writetune.models import load_model, resolve_device
 from writetune.prompt import token_ids
 
 
@@ -17,7 +18,7 @@ def model_id_for(spec: str) -> str:
     return path.stem if path.suffix == ".gguf" else (path.name or spec)
 
 
-class Engine:
+class ServedModel:
     """A loaded model ready to serve."""
 
     def __init__(self, generator, tokenizer=None, model_id: str = "writetune", prompt_format=None):
@@ -27,15 +28,10 @@ class Engine:
         self.model_id = model_id
 
     @classmethod
-    def load(cls, spec: str, *, dtype: str = "float32", device: str = "auto", model_id: str | None = None) -> "Engine":
+    def load(cls, spec: str, *, dtype: str = "float32", device: str = "auto",
+             model_id: str | None = None) -> "ServedModel":
         """Load a model spec (see `writetune.models`) with the transformers backend."""
-        from writetune.models import load_model
-
-        if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        loaded = load_model(spec, dtype=dtype, device=device, merge_adapter=True)
+        loaded = load_model(spec, dtype=dtype, device=resolve_device(device), merge_adapter=True)
         return cls(TransformersGenerator(loaded), loaded.tokenizer, model_id or model_id_for(spec),
                    loaded.prompt_format)
 
