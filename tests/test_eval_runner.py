@@ -214,3 +214,17 @@ def test_policy_of_the_registered_sets():
     wnc = tokenization_policy(get_eval_set("wnc_dev"), [])
     assert wnc.hypothesis == "ptb+hyphens+possessive"
     assert wnc.tokenize("The KGB's award-winning agent.") == "The KGB ' s award - winning agent ."
+
+def test_answer_budget_reaches_the_generator_and_the_prediction_key(data, tmp_path):
+    out = tmp_path / "out"
+    _, factory = run(data, out, models=("oracle",), sets=["jfleg"], length_ratio=1.25, length_slack=4,
+                     max_new_tokens=100)
+    decodings = {d for _, d in factory.generators["oracle"].calls}
+    assert {(d.length_ratio, d.length_slack, d.max_new_tokens) for d in decodings} == {(1.25, 4, 100)}
+    meta = json.loads((out / "predictions" / "oracle.jfleg.meta.json").read_text())
+    assert "ratio=1.25,slack=4" in meta["decoding"]
+    _, again = run(data, out, models=("oracle",), sets=["jfleg"], length_ratio=2.0, length_slack=16,
+                   max_new_tokens=100)
+    assert again.generators["oracle"].calls  # another budget is another answer: generated again, not reused
+    with pytest.raises(EvalConfigError, match="--length-ratio"):
+        EvalConfig(models=["copy"], data_dir=data, out=out, length_ratio=0)

@@ -93,3 +93,13 @@ def test_the_base_row_is_the_baseline_under_every_decoding(tmp_path):
     names = [s.name for s in parse_systems(config.models, config.decodings)]
     assert config.baseline == "smollm2-135m [greedy]" and config.baseline in names
     assert names[-1] == "tuned [beam4]"
+
+
+def test_the_eval_stage_passes_the_answer_budget(tmp_path):
+    from writetune.pipeline import EvalStage, eval_config
+
+    stage = EvalStage(length_ratio=1.5, length_slack=8, max_new_tokens=128)
+    config = eval_config(stage, ["tuned=runs/x"], "smollm2-135m", tmp_path, tmp_path / "eval")
+    assert (config.length_ratio, config.length_slack, config.max_new_tokens) == (1.5, 8, 128)
+    with pytest.raises(ValueError, match="length_ratio"):
+        EvalStage(length_ratio=0)

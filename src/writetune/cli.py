@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from writetune import __version__
+from writetune.generate.api import DecodingConfig
 from writetune.models import DEFAULT_ASSISTANT
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Tune LLaMA-family models into writing assistants.")
@@ -509,6 +510,9 @@ def eval_command(
     shots: Annotated[int, typer.Option(min=1, help="Examples in a few-shot:SPEC prompt.")] = 3,
     sets: Annotated[list[str] | None, typer.Option("--set", help="Only this set (repeatable).")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    length_ratio: Annotated[float, typer.Option(min=0.01, help="An answer's budget: ratio x its input's tokens + "
+                                                "--length-slack, at most --max-new-tokens.")] = DecodingConfig.length_ratio,
+    length_slack: Annotated[int, typer.Option(min=0)] = DecodingConfig.length_slack,
     threads: Annotated[int | None, typer.Option(min=1, help="Torch CPU threads (default: torch's choice).")] = None,
 ):
     """Evaluate systems on a suite: results.json, predictions/, report.md, results.csv and plots/ in --out."""
@@ -522,7 +526,7 @@ def eval_command(
         config = EvalConfig(models=model, data_dir=directory, out=out, suite=suite, decodings=decoding.split(","),
                             baseline=baseline, strict=strict, limit=limit, bootstrap=bootstrap, batch_size=batch_size,
                             dtype=dtype, backend=backend, shots=shots, sets=sets, max_new_tokens=max_new_tokens,
-                            threads=threads)
+                            length_ratio=length_ratio, length_slack=length_slack, threads=threads)
         document = run_evaluation(config, log=lambda line: err_console.print(line, highlight=False, markup=False))
     console.print(markdown_table(document), highlight=False, markup=False, soft_wrap=True)
     for item in document["skipped"]:

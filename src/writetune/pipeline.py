@@ -22,6 +22,7 @@ from writetune.config import RecipeError, load_validated
 from writetune.data.build import build_mix
 from writetune.data.recipe import DATA_ENV, load_mix_recipe, resolve_data_dir
 from writetune.data.record import MANIFEST_FILE
+from writetune.generate.api import DecodingConfig
 from writetune.train.recipe import load_train_recipe
 
 RUN_RECIPE_COPY = "run.yaml"
@@ -43,6 +44,8 @@ class EvalStage(BaseModel):
     bootstrap: int = Field(1000, ge=0)
     batch_size: int = Field(32, ge=1)
     max_new_tokens: int = Field(256, ge=1)
+    length_ratio: float = Field(DecodingConfig.length_ratio, gt=0)  # answer budget: ratio x input tokens + slack
+    length_slack: int = Field(DecodingConfig.length_slack, ge=0)
     dtype: str = "auto"
     threads: int | None = Field(None, ge=1)
 
@@ -149,6 +152,8 @@ def eval_config(stage: EvalStage, systems: list[str], base_model: str, data_root
         bootstrap=stage.bootstrap,
         batch_size=stage.batch_size,
         max_new_tokens=stage.max_new_tokens,
+        length_ratio=stage.length_ratio,
+        length_slack=stage.length_slack,
         dtype=stage.dtype,
         threads=stage.threads,
     )

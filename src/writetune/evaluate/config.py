@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from writetune.generate import default_dtype
+from writetune.generate import DecodingConfig, default_dtype
 from writetune.models import resolve_device
 
 
@@ -32,6 +32,8 @@ class EvalConfig:
     device: str = "auto"
     shots: int = 3
     max_new_tokens: int = 256
+    length_ratio: float = DecodingConfig.length_ratio  # each answer's budget: ratio x input tokens + slack
+    length_slack: int = DecodingConfig.length_slack
     sets: list[str] | None = None
     seed: int = 12345
     chunk: int = 256  # requests per generation call; predictions are saved after each
@@ -46,6 +48,8 @@ class EvalConfig:
             raise EvalConfigError("--bootstrap must be 0 (no intervals) or more")
         if self.batch_size < 1 or self.chunk < 1:
             raise EvalConfigError("--batch-size must be at least 1")
+        if self.length_ratio <= 0 or self.length_slack < 0:
+            raise EvalConfigError("--length-ratio must be above 0 and --length-slack at least 0")
         if self.threads is not None and self.threads < 1:
             raise EvalConfigError("--threads must be at least 1")
         if not self.data_dir.is_dir():

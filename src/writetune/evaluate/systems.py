@@ -86,4 +86,5 @@ def parse_systems(models: Sequence[str], decodings: Sequence[str] = ("greedy",),
 def config_systems(config: EvalConfig) -> list[System]:
     """The rows of a configuration: its models under each of its decodings."""
     return parse_systems(config.models, config.decodings, shots=config.shots, batch_size=config.batch_size,
-                         max_new_tokens=config.max_new_tokens)
+                         max_new_tokens=config.max_new_tokens, length_ratio=config.length_ratio,
+                         length_slack=config.length_slack)
