@@ -34,6 +34,8 @@ def test_run_builds_trains_evaluates_and_then_skips(tmp_path, tiny_model_dir, sh
     out = tmp_path / "run"
     result = run_pipeline(recipe, out, data_dir=shared_dir / "data")
     assert result.stages == {"data": "done", "train": "done", "eval": "done"}
+    assert set(result.seconds) == set(result.stages) and all(s > 0 for s in result.seconds.values())
+    assert result.format_stages()[1].startswith("train: done (") and result.format_stages()[1].endswith(" s)")
     assert (out / "data" / "train.jsonl").is_file() and (out / "model").is_dir()
     systems = result.results["systems"]
     assert set(systems) == {str(tiny_model_dir), "copy", "tuned"}

@@ -451,8 +451,8 @@ def run(
     with user_errors():
         result = run_pipeline(recipe, out, data_dir=data_dir,
                               log=lambda message: console.print(message, highlight=False, markup=False))
-    for stage, state in result.stages.items():
-        console.print(f"{stage}: {state}", highlight=False)
+    for line in result.format_stages():
+        console.print(line, highlight=False)
     _print_evaluation(result.results, out, f"model: {out}")
 
 
