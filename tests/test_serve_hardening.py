@@ -166,9 +166,12 @@ def test_timed_out_and_disconnected_requests_stop_their_generation(tiny_served):
     generator, served = faulty(tiny_served, pause_s=0.2)
     settings = ServeSettings(model="tiny", errant_types=False, max_batch_size=1, request_timeout_s=60)
     with BackgroundServer(create_app(served, settings)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        generator.gate.clear()  # the model is held, so the request is with it when the client gives up
         with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
-            client.post("/v1/completions", json=big, timeout=0.5)
+            client.post("/v1/completions", json=big, timeout=2.0)
+        assert generator.entered.is_set()
         left = time.perf_counter()
+        generator.gate.set()
         assert generator.returned.wait(5)
         stopped_after = time.perf_counter() - left
     assert stopped_after < 2.0 and generator.finished_sequences < 12, (stopped_after, generator.finished_sequences)
