@@ -106,16 +106,16 @@ def run_writetune(args, mix: Path, workdir: Path) -> dict:
         "log": {"tensorboard": False, "progress": False},
     })
     trainer = Trainer(recipe).setup()
-    warm = collate(trainer.train[:2])
-    token_loss_sum(trainer.model, warm, trainer.autocast).backward()
+    warm = collate(trainer.data.examples[:2])
+    token_loss_sum(trainer.model, warm, trainer.runtime.autocast).backward()
     trainer.optimizer.zero_grad(set_to_none=True)
-    examples = sum(len(row) for step in trainer.plan.steps for row in step)
+    examples = sum(len(row) for step in trainer.data.plan.steps for row in step)
     with PeakMemory() as memory:
         result = trainer.fit()
-    tokens = sum(len(trainer.train[i]) for step in trainer.plan.steps for row in step for i in row)
+    tokens = sum(len(trainer.data.examples[i]) for step in trainer.data.plan.steps for row in step for i in row)
     return {"system": "writetune", "examples": examples, "tokens": tokens, "train_s": tokens / result.tokens_per_s,
             "tokens_per_s": result.tokens_per_s, "peak_bytes": memory.peak, "cpu_s": memory.cpu_s,
-            "setting": f"rows of <= {args.row_tokens} tokens, {len(trainer.plan)} steps",
+            "setting": f"rows of <= {args.row_tokens} tokens, {len(trainer.data.plan)} steps",
             "flops_per_token": plan_run(recipe).flops_per_token}
 
 
