@@ -15,16 +15,19 @@ Two workloads (`--workload`, both by default):
 
 - `stream`: each of N concurrent clients streams `/v1/chat/completions` answers (`stream: true`, greedy,
   `max_tokens` = `--max-new-tokens`; a system message and one sentence to correct with the grammar task's
-  instruction). Time to first token (TTFT) is the time from sending the request to the first SSE chunk with content;
-  the generated tokens are the content chunks (both servers send one per decoded token that adds text), and tokens/s
-  is all clients' chunks over the level's wall time.
+  instruction). Time to first token (TTFT) is the time from sending the request to the first SSE chunk with content.
+  The generated tokens of an answer are its usage's `completion_tokens` where the server sends one
+  (`stream_options.include_usage`: writetune does), else its content chunks (`transformers serve` ignores the
+  option and sends one chunk per token; writetune holds back text that could still change, such as trailing
+  whitespace, so its chunks would undercount); tokens/s is all clients' tokens over the level's wall time.
 - `edit`: N concurrent clients post one-sentence `/v1/edit` grammar requests (ERRANT types included, as the page
   asks for them) to the two writetune servers; latency is the whole request.
 
-A request is an error when it fails, answers other than 200, sends an error event, or its stream ends without
-`data: [DONE]`. Each (server, clients) level sends `--per-client` requests per client (at least `--min-requests`),
+A request is an error when it fails, answers other than 200, sends an error event, or its stream ends without a
+chunk that has a `finish_reason`. Each (server, clients) level sends `--per-client` requests per client (at least `--min-requests`),
 split over `--rounds` rounds that interleave the levels, so that load from other jobs on a shared machine falls on
-every server alike. Mean batch is the mean number of sequences per engine step, from writetune's /metrics.
+every server alike. Tokens/step is the mean number of tokens an engine step produced (writetune's /metrics
+`writetune_batch_size`: the rows decoded, plus the first tokens of the prompts the step admitted).
 
 The last line is `errors=<n> ttft_p95_ms=<batched TTFT p95 at 8 clients> stream_speedup=<batched over serial
 tokens/s at 8 clients> edit_speedup=<batched over serial requests/s at 8 clients>` (a workload not run leaves its
@@ -83,16 +86,16 @@ class StreamResult:
 
     ttft: float | None = None  # seconds from the request to the first chunk with content
     chunks: int = 0  # content chunks
-    done: bool = False  # `data: [DONE]` arrived
+    usage_tokens: int | None = None  # completion_tokens of a usage chunk
+    finished: bool = False  # a chunk with a finish_reason arrived (`transformers serve` sends no `data: [DONE]`)
     error: str | None = None
 
     def feed(self, line: str, elapsed: float) -> None:
         """One line of the response body, `elapsed` seconds after the request was sent."""
-        if not line.startswith("data:") or self.done:
+        if not line.startswith("data:"):
             return
         data = line[len("data:"):].strip()
         if data == "[DONE]":
-            self.done = True
             return
         try:
             event = json.loads(data)
@@ -102,15 +105,23 @@ class StreamResult:
         if "error" in event:
             self.error = str(event["error"])[:200]
             return
+        if event.get("usage"):
+            self.usage_tokens = event["usage"]["completion_tokens"]
         for choice in event.get("choices") or []:
             if (choice.get("delta") or {}).get("content"):
                 self.chunks += 1
                 if self.ttft is None:
                     self.ttft = elapsed
+            if choice.get("finish_reason"):
+                self.finished = True
+
+    @property
+    def tokens(self) -> int:
+        return self.usage_tokens if self.usage_tokens is not None else self.chunks
 
     @property
     def ok(self) -> bool:
-        return self.done and self.error is None
+        return self.finished and self.error is None
 
 
 @dataclass
@@ -140,27 +151,27 @@ class Level:
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds
 
-    def mean_batch(self) -> str:
+    def tokens_per_step(self) -> str:
         return f"{self.batch_sum / self.batch_count:.1f}" if self.batch_count else "-"
 
 
 def stream_table(levels: list[Level]) -> list[str]:
     lines = ["| server | clients | requests | errors | TTFT p50 ms | TTFT p95 ms | request p50 ms | tokens/s | "
-             "mean batch |", "|---|---|---|---|---|---|---|---|---|"]
+             "tokens/step |", "|---|---|---|---|---|---|---|---|---|"]
     for lv in levels:
         lines.append(f"| {lv.server} | {lv.clients} | {lv.requests} | {lv.errors} | "
                      f"{1000 * percentile(lv.ttfts, 0.5):.0f} | {1000 * percentile(lv.ttfts, 0.95):.0f} | "
-                     f"{1000 * percentile(lv.latencies, 0.5):.0f} | {lv.tokens_per_s:.1f} | {lv.mean_batch()} |")
+                     f"{1000 * percentile(lv.latencies, 0.5):.0f} | {lv.tokens_per_s:.1f} | {lv.tokens_per_step()} |")
     return lines
 
 
 def edit_table(levels: list[Level]) -> list[str]:
-    lines = ["| server | clients | requests | errors | p50 ms | p95 ms | req/s | tokens/s | mean batch |",
+    lines = ["| server | clients | requests | errors | p50 ms | p95 ms | req/s | tokens/s | tokens/step |",
              "|---|---|---|---|---|---|---|---|---|"]
     for lv in levels:
         lines.append(f"| {lv.server} | {lv.clients} | {lv.requests} | {lv.errors} | "
                      f"{1000 * percentile(lv.latencies, 0.5):.0f} | {1000 * percentile(lv.latencies, 0.95):.0f} | "
-                     f"{lv.rps:.2f} | {lv.tokens_per_s:.1f} | {lv.mean_batch()} |")
+                     f"{lv.rps:.2f} | {lv.tokens_per_s:.1f} | {lv.tokens_per_step()} |")
     return lines
 
 
@@ -242,7 +253,7 @@ def transformers_server(args, command: list[str]) -> ServerProcess:
 
 
 def server_counts(server: ServerProcess) -> tuple[int, float, int]:
-    """(generated tokens, sum of engine batch sizes, number of engine steps) from writetune's /metrics."""
+    """(generated tokens, tokens of all engine steps, engine steps) from writetune's /metrics."""
     if not server.metrics:
         return 0, 0.0, 0
     text = httpx.get(server.url + "/metrics", timeout=10).text
@@ -258,7 +269,8 @@ def server_counts(server: ServerProcess) -> tuple[int, float, int]:
 def chat_body(model: str, index: int, max_tokens: int) -> dict:
     """A streamed, greedy grammar request for the `index`-th sentence, naming `model`."""
     instruction = get_task("grammaticality").instruction
-    return {"model": model, "stream": True, "max_tokens": max_tokens, "temperature": 0,
+    return {"model": model, "stream": True, "stream_options": {"include_usage": True}, "max_tokens": max_tokens,
+            "temperature": 0,
             "messages": [{"role": "system", "content": SYSTEM_PROMPT},
                          {"role": "user", "content": f"{instruction}\n\n{SENTENCES[index % len(SENTENCES)]}"}]}
 
@@ -300,11 +312,12 @@ async def drive(server: ServerProcess, level: Level, total: int, args) -> None:
             if level.workload == "stream":
                 result, seconds = await stream_request(http, chat_body(server.model_field, index, args.max_new_tokens))
                 ok = result.ok
-                level.tokens += result.chunks
+                level.tokens += result.tokens
                 if result.ttft is not None:
                     level.ttfts.append(result.ttft)
-                if result.error and level.errors < 3:
-                    print(f"# {server.name}: {result.error}", flush=True)
+                if not ok and level.errors < 3:
+                    print(f"# {server.name}: {result.error or 'the stream ended without a finish_reason'}",
+                          flush=True)
             else:
                 ok, seconds = await edit_request(http, index)
             level.latencies.append(seconds)

@@ -28,8 +28,9 @@ def load_benchmark():
 serve_load = load_benchmark()
 
 
-def chunk(delta: dict) -> str:
-    return "data: " + json.dumps({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]})
+def chunk(delta: dict, finish_reason: str | None = None) -> str:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+    return "data: " + json.dumps({"object": "chat.completion.chunk", "choices": [choice]})
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,7 @@ def test_a_streamed_answer_against_the_server(tiny_url):
     assert result.ok and result.error is None
     whole = httpx.post(tiny_url + "/v1/chat/completions", json={**body, "stream": False}, timeout=60).json()
     tokens = whole["usage"]["completion_tokens"]
+    assert result.tokens == tokens  # from the usage chunk, not the content chunks
     if whole["choices"][0]["message"]["content"]:
         assert 1 <= result.chunks <= tokens <= 12
         assert 0 < result.ttft <= seconds
@@ -69,17 +71,20 @@ def test_a_refused_request_is_an_error(tiny_url):
 def test_feed_times_the_first_content_chunk_only():
     result = serve_load.StreamResult()
     for elapsed, line in [(0.1, chunk({"role": "assistant", "content": ""})), (0.2, ""), (0.5, chunk({"content": "A"})),
-                          (0.7, chunk({"content": " b"})), (0.8, chunk({})), (0.9, "data: [DONE]")]:
+                          (0.7, chunk({"content": " b"})), (0.8, chunk({}, "stop")), (0.9, "data: [DONE]")]:
         result.feed(line, elapsed)
-    assert (result.ttft, result.chunks, result.ok) == (0.5, 2, True)
+    assert (result.ttft, result.chunks, result.tokens, result.ok) == (0.5, 2, 2, True)  # no usage: the chunks
+    result.feed('data: {"choices": [], "usage": {"completion_tokens": 3}}', 0.85)
+    assert result.tokens == 3
 
 
-def test_an_error_event_or_a_stream_cut_short_is_not_ok():
+def test_an_error_event_or_a_stream_without_a_finish_reason_is_not_ok():
     failed = serve_load.StreamResult()
     failed.feed(chunk({"content": "A"}), 0.1)
     failed.feed('data: {"error": {"message": "timed out", "code": "timeout"}}', 0.2)
-    failed.feed("data: [DONE]", 0.3)
+    failed.feed(chunk({}, "stop"), 0.3)
     assert not failed.ok and "timed out" in failed.error
     cut = serve_load.StreamResult()
     cut.feed(chunk({"content": "A"}), 0.1)
+    cut.feed("data: [DONE]", 0.2)
     assert not cut.ok and cut.error is None
