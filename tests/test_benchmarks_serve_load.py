@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from writetune.serve import BackgroundServer, Engine, ServeSettings, create_app
+from writetune.serve import BackgroundServer, ServeSettings, ServedModel, create_app
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,8 +35,8 @@ def chunk(delta: dict, finish_reason: str | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def tiny_url(tiny_model_dir):
-    engine = Engine.load(str(tiny_model_dir), device="cpu", model_id="tiny")
-    app = create_app(engine, ServeSettings(model="tiny", errant_types=False, max_new_tokens=16))
+    served = ServedModel.load(str(tiny_model_dir), device="cpu", model_id="tiny")
+    app = create_app(served, ServeSettings(model="tiny", errant_types=False, max_new_tokens=16))
     with BackgroundServer(app) as url:
         yield url
 
