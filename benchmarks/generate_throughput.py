@@ -20,9 +20,9 @@ In float32 every system's answers must equal the naive loop's (`identical` count
 transformers' SDPA run and the padded batches run again in bfloat16 and report how many of their answers are
 identical to the float32 naive loop's. `--reference-sentences N` runs the naive loop and the bfloat16 runs on the
 first N requests only (the naive loop takes several times the engine's time): `identical` then counts over those N,
-while the other float32 systems still generate for all of them. Peak memory is the process's peak resident set during each run
-(`writetune.peak_memory`; the model and libraries included). Wall seconds and this process's CPU seconds are both
-reported: on a CPU shared with other jobs the CPU seconds move less. The last line prints, for each other system,
+while the other float32 systems still generate for all of them. Peak memory is the process's peak resident set
+during each run (`writetune.peak_memory`; the model and libraries included). Wall seconds and this process's CPU
+seconds are both reported: on a CPU shared with other jobs the CPU seconds move less. The last line prints, for each other system,
 the engine's sentences/s over that system's, and in brackets that system's CPU seconds per sentence over the
 engine's.
 
@@ -216,8 +216,8 @@ def table(dtype: str, results: dict) -> list[str]:
              "naive |", "|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         same = "-" if r["identical"] is None else f"{r['identical']}/{r['compared']}"
-        lines.append(f"| {name} | {len(r['outputs'])} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['sentences_per_s']:.2f} | "
-                     f"{r['tokens_per_s']:.1f} | {r['peak_mib']:.0f} | {same} |")
+        lines.append(f"| {name} | {len(r['outputs'])} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | "
+                     f"{r['sentences_per_s']:.2f} | {r['tokens_per_s']:.1f} | {r['peak_mib']:.0f} | {same} |")
     return lines
 
 
