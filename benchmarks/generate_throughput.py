@@ -22,9 +22,9 @@ identical to the float32 naive loop's. `--reference-sentences N` runs the naive 
 first N requests only (the naive loop takes several times the engine's time): `identical` then counts over those N,
 while the other float32 systems still generate for all of them. Peak memory is the process's peak resident set
 during each run (`writetune.peak_memory`; the model and libraries included). Wall seconds and this process's CPU
-seconds are both reported: on a CPU shared with other jobs the CPU seconds move less. The last line prints, for each other system,
-the engine's sentences/s over that system's, and in brackets that system's CPU seconds per sentence over the
-engine's.
+seconds are both reported: on a CPU shared with other jobs the CPU seconds move less. The last line prints, for
+each other system, the engine's sentences/s over that system's, and in brackets that system's CPU seconds per
+sentence over the engine's.
 
 Torch runs on one CPU thread unless `--threads` says otherwise: on a machine whose cores are shared with other
 jobs, two OpenMP threads were measured 5-6x slower than one (threads spin at barriers while their core is taken).

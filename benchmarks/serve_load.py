@@ -26,8 +26,9 @@ Two workloads (`--workload`, both by default):
 A request is an error when it fails, answers other than 200, sends an error event, or its stream ends without a
 chunk that has a `finish_reason`. Each (server, clients) level sends `--per-client` requests per client (at least
 `--min-requests`), split over `--rounds` rounds that interleave the levels, so that load from other jobs on a shared
-machine falls on every server alike. Tokens/step is the mean number of tokens an engine step produced (writetune's /metrics
-`writetune_batch_size`: the rows decoded, plus the first tokens of the prompts the step admitted).
+machine falls on every server alike. Tokens/step is the mean number of tokens an engine step produced
+(writetune's /metrics `writetune_batch_size`: the rows decoded, plus the first tokens of the prompts the step
+admitted).
 
 The last line is `errors=<n> ttft_p95_ms=<batched TTFT p95 at 8 clients> stream_speedup=<batched over serial
 tokens/s at 8 clients> edit_speedup=<batched over serial requests/s at 8 clients>` (a workload not run leaves its
