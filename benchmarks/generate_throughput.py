@@ -18,16 +18,19 @@ taken round-robin. All are greedy, with the same per-request token budgets (`Dec
 
 In float32 every system's answers must equal the naive loop's (`identical` counts them). With `--bf16`, the engine,
 transformers' SDPA run and the padded batches run again in bfloat16 and report how many of their answers are
-identical to the float32 naive loop's. Peak memory is the process's peak resident set during each run
-(`writetune.peak_memory`; the model and libraries included). Wall seconds and this process's CPU seconds are both
-reported: on a CPU shared with other jobs the CPU seconds move less. The last line prints, for each other system,
-the engine's sentences/s over that system's, and in brackets that system's CPU seconds over the engine's.
+identical to the float32 naive loop's. `--reference-sentences N` runs the naive loop and the bfloat16 runs on the
+first N requests only (the naive loop takes several times the engine's time): `identical` then counts over those N,
+while the other float32 systems still generate for all of them. Peak memory is the process's peak resident set
+during each run (`writetune.peak_memory`; the model and libraries included). Wall seconds and this process's CPU
+seconds are both reported: on a CPU shared with other jobs the CPU seconds move less. The last line prints, for
+each other system, the engine's sentences/s over that system's, and in brackets that system's CPU seconds per
+sentence over the engine's.
 
 Torch runs on one CPU thread unless `--threads` says otherwise: on a machine whose cores are shared with other
 jobs, two OpenMP threads were measured 5-6x slower than one (threads spin at barriers while their core is taken).
 
 Usage: python benchmarks/generate_throughput.py [--sentences 64] [--batch-size 32] [--max-new-tokens 48] [--bf16]
-           [--threads 1] [--skip naive,...] [--data-dir DIR] [--json FILE]
+           [--reference-sentences N] [--threads 1] [--skip naive,...] [--data-dir DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -172,6 +175,7 @@ RUNNERS = {"engine": engine, "transformers-cb-sdpa": transformers_cb("sdpa"),
 
 
 def measure(name: str, generator: TransformersGenerator, requests, decoding) -> dict:
+    """One system's answers to `requests`, its wall and CPU seconds, tokens, rates and peak memory."""
     gc.collect()
     peak_memory.reset()
     generator.tokens_generated = 0
@@ -185,18 +189,21 @@ def measure(name: str, generator: TransformersGenerator, requests, decoding) -> 
 
 
 def run_dtype(args, dtype: str, names: list[str], requests, decoding, reference: dict | None = None) -> dict:
-    """Run `names` in `dtype`; `identical` counts answers equal to `reference` (default: this dtype's naive loop)."""
+    """Run `names` in `dtype` (the naive loop on the first `--reference-sentences` requests); `identical` counts
+    answers equal to `reference` (default: this dtype's naive loop) among the first `compared` of them."""
     generator = TransformersGenerator(load_model(args.model, dtype=dtype, device="cpu"))
     generator.generate(requests[:2], decoding)  # warm-up (allocator, kernels)
     results = {}
     for name in names:
-        results[name] = measure(name, generator, requests, decoding)
+        subset = requests[:args.reference_sentences] if name == "naive" and args.reference_sentences else requests
+        results[name] = measure(name, generator, subset, decoding)
         r = results[name]
         print(f"{dtype} {name}: {r['seconds']:.1f} s ({r['cpu_seconds']:.1f} CPU s), "
               f"{r['sentences_per_s']:.2f} sentences/s, "
               f"{r['tokens_per_s']:.1f} tokens/s ({r['tokens']} tokens), peak {r['peak_mib']:.0f} MiB", flush=True)
     reference = reference or results.get("naive")
     for r in results.values():
+        r["compared"] = min(len(r["outputs"]), len(reference["outputs"])) if reference is not None else 0
         r["identical"] = (sum(a == b for a, b in zip(r["outputs"], reference["outputs"]))
                           if reference is not None else None)
     del generator
@@ -204,13 +211,13 @@ def run_dtype(args, dtype: str, names: list[str], requests, decoding, reference:
     return results
 
 
-def table(dtype: str, results: dict, n: int) -> list[str]:
-    lines = [f"| system ({dtype}) | s | CPU s | sentences/s | tokens/s | peak MiB | identical to float32 naive |",
-             "|---|---|---|---|---|---|---|"]
+def table(dtype: str, results: dict) -> list[str]:
+    lines = [f"| system ({dtype}) | sentences | s | CPU s | sentences/s | tokens/s | peak MiB | identical to float32 "
+             "naive |", "|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
-        same = "-" if r["identical"] is None else f"{r['identical']}/{n}"
-        lines.append(f"| {name} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['sentences_per_s']:.2f} | "
-                     f"{r['tokens_per_s']:.1f} | {r['peak_mib']:.0f} | {same} |")
+        same = "-" if r["identical"] is None else f"{r['identical']}/{r['compared']}"
+        lines.append(f"| {name} | {len(r['outputs'])} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | "
+                     f"{r['sentences_per_s']:.2f} | {r['tokens_per_s']:.1f} | {r['peak_mib']:.0f} | {same} |")
     return lines
 
 
@@ -220,6 +227,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="rows of a batch, for every batched system")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--bf16", action="store_true", help="also run in bfloat16 and report identical shares")
+    parser.add_argument("--reference-sentences", type=int, default=0, help="run the naive loop and the bfloat16 "
+                        "runs on the first N requests only (0: all)")
     parser.add_argument("--skip", default="", help="comma-separated systems not to run")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("WRITETUNE_DATA", DEFAULT_DATA)))
@@ -241,29 +250,38 @@ def main() -> None:
     names = [s for s in SYSTEMS if s not in reasons]
     requests = dev_requests(args.data_dir, args.sentences)
     decoding = DecodingConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+    if not 0 <= args.reference_sentences <= args.sentences:
+        parser.error(f"--reference-sentences {args.reference_sentences}: expected 0 to --sentences "
+                     f"({args.sentences})")
     print(f"model={args.model} threads={torch.get_num_threads()} sentences={args.sentences} "
+          f"reference_sentences={args.reference_sentences or args.sentences} "
           f"batch_size={args.batch_size} max_new_tokens={args.max_new_tokens}", flush=True)
     for name, why in reasons.items():
         print(f"skipped {name}: {why}", flush=True)
     results = {"float32": run_dtype(args, "float32", names, requests, decoding)}
     if args.bf16:
         bf16_names = [s for s in ("engine", "transformers-cb-sdpa", "padded-generate") if s in names]
-        results["bfloat16"] = run_dtype(args, "bfloat16", bf16_names, requests, decoding,
+        bf16_requests = requests[:args.reference_sentences] if args.reference_sentences else requests
+        results["bfloat16"] = run_dtype(args, "bfloat16", bf16_names, bf16_requests, decoding,
                                         reference=results["float32"].get("naive"))
     for dtype, rows in results.items():
-        print("\n".join(table(dtype, rows, args.sentences)))
+        print("\n".join(table(dtype, rows)))
     ours = results["float32"]["engine"]
     others = {k: v for k, v in results["float32"].items() if k != "engine"}
     if args.json:
         args.json.write_text(json.dumps({
-            "sentences": args.sentences, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
+            "sentences": args.sentences, "reference_sentences": args.reference_sentences or args.sentences,
+            "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
             "threads": torch.get_num_threads(), "skipped": reasons,
             "results": {d: {k: {m: v for m, v in r.items() if m != "outputs"} for k, r in rows.items()}
                         for d, rows in results.items()},
         }, indent=2) + "\n")
-    identical = all(r["identical"] in (None, args.sentences) for r in results["float32"].values())
+    identical = all(r["identical"] in (None, r["compared"]) for r in results["float32"].values())
+    def cpu_per_sentence(r: dict) -> float:
+        return r["cpu_seconds"] / len(r["outputs"])
+
     print(" ".join(f"engine/{k}={ours['sentences_per_s'] / v['sentences_per_s']:.2f}"
-                   f"(cpu {v['cpu_seconds'] / ours['cpu_seconds']:.2f})" for k, v in others.items())
+                   f"(cpu {cpu_per_sentence(v) / cpu_per_sentence(ours):.2f})" for k, v in others.items())
           + f" float32_identical={'true' if identical else 'false'}")
     sys.stdout.flush()
 

@@ -1,6 +1,6 @@
 """Serving: an OpenAI-compatible HTTP API plus `/v1/edit` (suggested edits with character offsets) and a web page,
-with micro-batching, limits and Prometheus metrics. `writetune serve` calls `run_server`; tests build the app with
-`create_app(model, settings)` from a `ServedModel`."""
+with continuous batching, token streaming, limits and Prometheus metrics. `writetune serve` calls `run_server`;
+tests build the app with `create_app(model, settings)` from a `ServedModel`."""
 
 from writetune.serve.app import create_app
 from writetune.serve.served_model import ServedModel
