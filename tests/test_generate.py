@@ -199,3 +199,44 @@ def test_text_stream_pieces_join_to_the_answer_and_stop_at_stop_strings(generato
         if cut.done:
             break
     assert "".join(pieces) == cut.text == "She goes home. Then " and cut.stopped and cut.tokens < len(ids)
+
+
+def test_engine_shares_the_prefix_prompts_added_one_by_one_have_in_common(generator):
+    base = Request("Fix the grammar in this sentence:", "", system="You edit text. Keep the meaning; change little.")
+    requests = [replace(base, input=text) for text in
+                ("she go home", "the cats is on the mat", "he run fast yesterday", "we was late")]
+    encoded = [generator.encode(r) for r in requests]
+    alone = [generator.open_engine(4).run([ids], [10])[0] for ids in encoded]
+    engine = generator.open_engine(4)
+    index = {engine.add_shared(ids, 10): i for i, ids in enumerate(encoded)}
+    produced: dict[int, list[int]] = {}
+    while not engine.idle:
+        for seq, token, _ in engine.step():
+            produced.setdefault(index[seq], []).append(token)
+    assert [produced[i] for i in range(4)] == alone  # the shared prefix changes the cost, not the answers
+    common = next(k for k, (a, b) in enumerate(zip(encoded[0], encoded[1])) if a != b)
+    assert common > 10 and all(ids[:common] == encoded[0][:common] for ids in encoded)
+    assert list(engine._shared) == [tuple(encoded[0][:common])]  # the system prompt and instruction, computed once
+    assert engine.prefixes[tuple(encoded[0][:common])][0] == common
+
+
+def test_engine_keeps_a_bounded_number_of_shared_prefixes(generator):
+    engine = generator.open_engine(2)
+    engine.shared_prefixes, engine.shared_gain = 2, 2
+    instructions = ("Fix the grammar in this sentence:", "Simplify this sentence:", "Paraphrase this sentence:")
+    prompts = {i: [generator.encode(Request(i, text)) for text in ("she go home", "the cats is on the mat")]
+               for i in instructions}
+    for instruction in instructions:
+        for ids in prompts[instruction]:
+            engine.add_shared(ids, 2)
+    while not engine.idle:
+        engine.step()
+    kept = list(engine._shared)
+    assert len(kept) == 2 and set(engine.prefixes) == set(kept)  # dropped from the engine too
+
+    def extends(prefix, ids):
+        return list(ids[:len(prefix)]) == list(prefix)
+
+    assert any(all(extends(p, ids) for ids in prompts[instructions[-1]]) for p in kept)  # the newest is kept
+    assert not any(all(extends(p, ids) for ids in prompts[instructions[0]]) and len(p) > len(min(kept, key=len))
+                   for p in kept)  # the first instruction's own prefix, the least recently used, is gone

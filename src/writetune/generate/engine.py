@@ -1,9 +1,11 @@
 """writetune's continuous-batching decoding engine for decoder-only transformers models, which sequences can join at
 any time: `add` a prompt (with its token budget, and a `Sampler` unless it is greedy), call `step` until `idle`, and
-read each step's new tokens. `run` is the whole loop for a fixed set of prompts (what `writetune eval` generates)."""
+read each step's new tokens. `run` is the whole loop for a fixed set of prompts (what `writetune eval` generates);
+`add_shared` is `add` for prompts that arrive one at a time and share prefixes nobody declared (a server's)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
@@ -109,6 +111,8 @@ class GreedyEngine:
     """
 
     headroom = 64  # cache columns allocated ahead, so that most steps write in place
+    shared_prefixes = 32  # prefixes `add_shared` keeps, the least recently used dropped first
+    shared_gain = 8  # tokens a new shared prefix must add to the longest cached one it extends
 
     def __init__(self, model, stop_ids: Sequence[int], pad_id: int, max_rows: int):
         import torch
@@ -129,6 +133,8 @@ class GreedyEngine:
         self._waiting: list[int] = []
         self._state: _BatchState | None = None
         self._added = 0
+        self._shared: OrderedDict[tuple[int, ...], None] = OrderedDict()  # add_shared's prefixes, oldest first
+        self._last_shared: list[int] = []
 
     # ---- the interface -----------------------------------------------------------------------------------------
 
@@ -151,6 +157,31 @@ class GreedyEngine:
         self._sequences[seq] = _Sequence(list(ids), budget, group, sampler)
         self._waiting.append(seq)
         return seq
+
+    def add_shared(self, ids: Sequence[int], budget: int, *, sampler: Sampler | None = None) -> int:
+        """`add` a prompt that shares its beginning with earlier ones (a system prompt, an instruction) without saying
+        so: it joins the longest cached prefix it extends, and when it shares a longer one with the prompt added
+        before it, that prefix's keys and values are computed once and cached for the prompts that follow. Only
+        the rest of each prompt is prefilled, which is what brings a request's first token forward."""
+        ids = list(ids)
+        best = max((p for p in self._shared if len(p) < len(ids) and ids[:len(p)] == list(p)), key=len, default=())
+        common = min(_common_prefix([ids, self._last_shared]), len(ids) - 1) if self._last_shared else 0
+        self._last_shared = ids
+        if common >= len(best) + self.shared_gain:
+            best = tuple(ids[:common])
+            self.add_prefix(best, best)
+            self._shared[best] = None
+            while len(self._shared) > self.shared_prefixes:
+                self.remove_prefix(self._shared.popitem(last=False)[0])
+        if not best:
+            return self.add(ids, budget, sampler=sampler)
+        self._shared.move_to_end(best)
+        return self.add(ids, budget, group=best, sampler=sampler)
+
+    def remove_prefix(self, group: Hashable) -> None:
+        """Forget a group's prefix; its sequences still waiting are prefilled whole."""
+        self.prefixes.pop(group, None)
+        self._prefix_ids.pop(group, None)
 
     def cancel(self, seq: int) -> None:
         """Stop a sequence: a waiting one is never prefilled, a running one frees its row at the next admission."""

@@ -2,8 +2,9 @@
 come back to the event loop piece by piece as they are decoded.
 
 With a generator that has writetune's continuous-batching engine (`TransformersGenerator.open_engine`), the worker
-adds every job's sequences to the engine as soon as they arrive, so a request that comes while others decode joins
-them at the engine's next admitting step, and runs one engine step after another; each new token becomes a text
+adds every job's sequences to the engine as soon as they arrive (`add_shared`: a prompt that repeats the system
+prompt and instruction of the one before prefills only what follows them), so a request that comes while others
+decode joins them at the engine's next admitting step, and runs one engine step after another; each new token becomes a text
 piece (`TextStream`) delivered at once, and a sequence stops at its stop token, its budget, one of its request's
 stop strings, or when its job is cancelled (timeout, client gone). Any other generator (a model the engine does not
 support, or a stand-in in tests) gets the jobs waiting when it is free, grouped by decoding settings, in one
@@ -264,8 +265,8 @@ class Scheduler:
                 try:
                     for index, request in enumerate(job.requests):
                         decoding = replace(job.decoding, seed=job.decoding.seed + index)
-                        seq = engine.add(generator.encode(request), generator.budget(request, job.decoding),
-                                         sampler=generator.sampler(decoding))
+                        seq = engine.add_shared(generator.encode(request), generator.budget(request, job.decoding),
+                                                sampler=generator.sampler(decoding))
                         seqs.append(seq)
                         sequences[seq] = (job, index, generator.text_stream(job.stops))
                     by_job[job] = seqs
