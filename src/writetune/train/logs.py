@@ -69,7 +69,7 @@ class RunLogger:
             self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), **kwargs)
         if wandb:
             try:
-                import wandb as wandb_module
+                import wandb as wandb_module  # optional: wandb is no dependency, only log.wandb needs it
             except ImportError as err:  # checked when the recipe is read; kept for installs that break later
                 raise ValueError("log.wandb is true but wandb cannot be imported; pip install wandb") from err
             self.wandb = wandb_module.init(project=wandb_project, dir=str(self.run_dir), config=config,
