@@ -17,7 +17,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from writetune.atomic import write_text_atomic
-from writetune.data import readers
+from writetune.data import hub, readers
 from writetune.data.learned_errors import ErrorPatterns, LearnedErrorInjector, patterns_from_m2, patterns_from_pairs
 from writetune.data.m2format import parse_m2
 from writetune.data.readers import Example
@@ -190,8 +190,6 @@ class HubSource(_Spec):
         return [self.path] if self.path else []
 
     def read(self, data_dir, *, task, origin):
-        from writetune.data import hub  # heavy import: datasets loads only where a hub dataset is read
-
         local = Path(data_dir) / self.path if self.path else None
         return hub.load_hub_examples(
             self.dataset, split=self.split, path=local, task=task, origin=origin, revision=self.revision
