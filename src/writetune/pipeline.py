@@ -121,7 +121,8 @@ def train_stage(train_recipe_path: Path, train_set: dict[str, object], mix_dir: 
                 say: Callable[[str], None]):
     """Train into `run_dir` (which becomes a model spec) unless it holds a finished run; a killed run resumes.
     Returns the validated training recipe and the stage's state."""
-    from writetune.train.loop import RESULT_FILE, train  # torch loads on use: gather imports this module without needing it
+    # torch loads on use: gather imports this module without needing it
+    from writetune.train.loop import RESULT_FILE, train
 
     settings = {**train_set, "data": str(mix_dir.resolve()), "output_dir": str(run_dir.resolve())}
     train_recipe = load_train_recipe(train_recipe_path, settings=settings)
