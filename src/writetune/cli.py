@@ -20,7 +20,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from writetune import __version__
@@ -143,6 +142,9 @@ def edit(
                                                 "of it (a preamble, an explanation).")] = True,
 ):
     """Edit text, standard input or files with a model; print the text, a diff, or JSON, or rewrite the files."""
+    # loaded when the command runs, off the CLI's start-up path
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     # loaded when the command runs, off the CLI's start-up path
     from writetune.document_edit import DocumentEditor, unified_diff, write_in_place
     from writetune.serve.served_model import ServedModel
