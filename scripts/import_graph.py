@@ -8,7 +8,7 @@ Read from the source with `ast` (nothing is imported), so it runs on a tree that
 
 Every import counts, at the top of a module or inside a function: a nested import is a dependency all the same.
 `LAYERS` is the one definition of the layers; `tests/test_layers.py` fails when a module imports a module of a
-higher layer.
+higher layer, and when an import inside a function has no reason comment (`unexplained_nested_imports`).
 """
 
 from __future__ import annotations
@@ -115,6 +115,41 @@ def imports(src: Path = SRC) -> list[Import]:
                 if resolved is not None and resolved != importer:
                     out.append(Import(importer, resolved, node.lineno, node.lineno in nested_lines))
     return sorted(out, key=lambda i: (i.importer, i.line, i.imported))
+
+
+@dataclass(frozen=True)
+class NestedImport:
+    """An import statement inside a function, with its source line."""
+
+    module: str
+    line: int
+    text: str
+
+
+def unexplained_nested_imports(src: Path = SRC) -> list[NestedImport]:
+    """The imports inside functions that give no reason for staying there.
+
+    Imports belong at the top of a module; one inside a function says why on its own line (`import x  # reason`) or
+    on the comment line just above it. A comment above covers the block of imports right under it.
+    """
+    out: list[NestedImport] = []
+    for module, path in modules(src).items():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        tree = ast.parse("\n".join(lines), filename=str(path))
+        nested = sorted({n for scope in ast.walk(tree) if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef))
+                         for n in ast.walk(scope) if isinstance(n, (ast.Import, ast.ImportFrom))},
+                        key=lambda n: n.lineno)
+        explained: set[int] = set()  # last lines of the nested imports that carry or inherit a reason
+        for node in nested:
+            first, last = node.lineno, node.end_lineno
+            above = lines[first - 2].strip() if first > 1 else ""
+            has_reason = any("#" in lines[i - 1] for i in range(first, last + 1)) or above.startswith("#") \
+                or (first - 1) in explained
+            if has_reason:
+                explained.add(last)
+            else:
+                out.append(NestedImport(module, first, lines[first - 1].strip()))
+    return out
 
 
 def layer(module: str) -> int:

@@ -108,3 +108,30 @@ def test_the_script_prints_the_graph_and_the_longest_functions():
     assert "writetune.evaluate.runner [" in result.stdout
     assert "# upward imports" in result.stdout
     assert len(result.stdout.split("# longest functions (3)")[1].strip().splitlines()) == 3
+
+
+def test_every_import_inside_a_function_gives_its_reason():
+    unexplained = [f"{i.module}:{i.line}: {i.text}" for i in graph.unexplained_nested_imports()]
+    assert not unexplained, "imports inside functions without a reason comment:\n" + "\n".join(unexplained)
+
+
+def test_a_nested_import_without_a_reason_is_found(tmp_path):
+    files = {
+        "writetune/__init__.py": "",
+        "writetune/a.py": ("def f():\n"
+                           "    import json  # a reason on the line\n"
+                           "    # a reason above, for the block under it\n"
+                           "    import os\n"
+                           "    from writetune import (\n"
+                           "        b,\n"
+                           "    )\n"
+                           "    x = 1\n"
+                           "    import re\n"
+                           "    return json, os, b, x, re\n"),
+        "writetune/b.py": "import sys\n\n\nclass C:\n    def g(self):\n        import csv\n        return csv\n",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text, encoding="utf-8")
+    found = [(i.module, i.line, i.text) for i in graph.unexplained_nested_imports(tmp_path)]
+    assert found == [("writetune.a", 9, "import re"), ("writetune.b", 6, "import csv")]

@@ -10,7 +10,9 @@ import inspect
 import json
 import os
 import platform
+import re
 import sys
+import time
 import typing
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
@@ -22,7 +24,7 @@ from rich.table import Table
 
 from writetune import __version__
 from writetune.generate.api import DecodingConfig
-from writetune.models import DEFAULT_ASSISTANT
+from writetune.models import DEFAULT_ASSISTANT, cache_dir, resolve
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Tune LLaMA-family models into writing assistants.")
 console = Console()
@@ -55,12 +57,11 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ):
     """Print versions, the compute device, the cache location and where a model spec resolves to."""
+    # torch stays off the CLI's start-up path
     import accelerate
     import peft
     import torch
     import transformers
-
-    from writetune.models import cache_dir, resolve
 
     with user_errors():
         resolved = resolve(model, convert=False)
@@ -104,8 +105,6 @@ def _edit_inputs(items: list[str]) -> list[tuple[str | None, str]]:
     """(source, text) for each input: `-` is standard input (source `-`), an existing file is read (source: its
     path), anything else is the text itself (source None); a word that looks like a file name (`notes.md`,
     `docs/x`) but names no file is an error."""
-    import re
-
     inputs = []
     for item in items:
         if item == "-":
@@ -143,8 +142,10 @@ def edit(
                                                 "of it (a preamble, an explanation).")] = True,
 ):
     """Edit text, standard input or files with a model; print the text, a diff, or JSON, or rewrite the files."""
+    # loaded when the command runs, off the CLI's start-up path
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # loaded when the command runs, off the CLI's start-up path
     from writetune.document_edit import DocumentEditor, unified_diff, write_in_place
     from writetune.serve.served_model import ServedModel
     from writetune.tasks import get_task
@@ -199,6 +200,7 @@ def score(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ):
     """Score system outputs with a writing metric (no model needed); see docs/metrics.md."""
+    # loaded when the command runs, off the CLI's start-up path
     from writetune.metrics import score_files
 
     with user_errors():
@@ -226,8 +228,7 @@ def data_build(
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output directory.")] = False,
 ):
     """Build train.jsonl, dev.jsonl and manifest.json from a recipe; see docs/data.md."""
-    import time
-
+    # loaded when the command runs, off the CLI's start-up path
     from writetune.data.build import build_mix, describe_overlap
 
     start = time.perf_counter()
@@ -289,6 +290,7 @@ def serve(
                                                 "sentence (no preamble or explanation).")] = True,
 ):
     """Serve a model over HTTP: OpenAI-compatible API, /v1/edit, LanguageTool's /v2/check and a web page at /."""
+    # loaded when the command runs, off the CLI's start-up path
     from writetune.serve import ServeSettings, load_served_model, run_server
 
     with user_errors():
@@ -370,10 +372,12 @@ def train(
     dry_run: DryRunOptions | None = None,
 ):
     """Instruction-tune a model on a mix (LoRA or full); run under `accelerate launch` for several processes."""
+    # loaded when the command runs, off the CLI's start-up path
     from writetune.train.loop import train as run_training
     from writetune.train.recipe import load_train_recipe
 
     if dry_run is not None:
+        # loaded when the command runs, off the CLI's start-up path
         from writetune.train.dryrun import plan_run
 
         with user_errors():
@@ -401,6 +405,7 @@ def export(
 ):
     """Merge a LoRA adapter into its base and save it (safetensors + tokenizer + prompt format), save the adapter
     alone in a smaller dtype, or write GGUF and an Ollama Modelfile beside it."""
+    # loaded when the command runs, off the CLI's start-up path
     from writetune.train.export import export_adapter, export_gguf, export_merged
 
     with user_errors():
@@ -421,6 +426,7 @@ def export(
 def _print_evaluation(results: dict | None, out: str, outputs: str) -> None:
     """The results table of a run or a grid, and where its report, plots and `outputs` lie. Nothing in a process
     other than the main one under accelerate launch, which has no results."""
+    # loaded when the command runs, off the CLI's start-up path
     from writetune.pipeline import EVAL_DIR
     from writetune.report import markdown_table
 
@@ -441,6 +447,7 @@ def run(
     dry_run: DryRunOptions | None = None,
 ):
     """Build the mix, train, and evaluate base, copy and tuned rows from one recipe; re-running continues."""
+    # loaded when the command runs, off the CLI's start-up path
     from writetune.pipeline import dry_run_pipeline, run_pipeline
 
     if dry_run is not None:
@@ -464,6 +471,7 @@ def experiment(
                                                  "recipe's).")] = None,
 ):
     """Run a grid of variants that share their mixes and one evaluation; re-running continues."""
+    # loaded when the command runs, off the CLI's start-up path
     from writetune.experiment import run_experiment
 
     with user_errors():
@@ -482,6 +490,7 @@ def report(
 ):
     """Gather several runs' and grids' evaluations into one results page with intervals, significance against the
     base row, minimum detectable differences and costs."""
+    # loaded when the command runs, off the CLI's start-up path
     from writetune.gather import write_results_page
 
     with user_errors():
@@ -516,6 +525,7 @@ def eval_command(
     threads: Annotated[int | None, typer.Option(min=1, help="Torch CPU threads (default: torch's choice).")] = None,
 ):
     """Evaluate systems on a suite: results.json, predictions/, report.md, results.csv and plots/ in --out."""
+    # loaded when the command runs, off the CLI's start-up path
     from writetune.evaluate import EvalConfig, run_evaluation
     from writetune.report import markdown_table
 

@@ -20,7 +20,11 @@ from pathlib import Path
 
 from writetune.atomic import write_text_atomic
 from writetune.markdown import Segment, prose_segments
+from writetune.serve.app import create_app
+from writetune.serve.edit_service import suggest_edits
 from writetune.serve.edits import apply_edits
+from writetune.serve.schemas import EditBody
+from writetune.serve.settings import ServeSettings
 
 Progress = Callable[[int, int], None]  # (segments done, segments in all)
 
@@ -36,9 +40,6 @@ class DocumentEditor:
 
     def __init__(self, model, *, task: str = "grammaticality", max_new_tokens: int = 256, max_batch_size: int = 8,
                  concurrency: int = 8, errant_types: bool = True, rewrite_check: bool = True):
-        from writetune.serve.app import create_app
-        from writetune.serve.settings import ServeSettings
-
         self.task, self.concurrency = task, concurrency
         # One edit request per segment, however long; nothing here is waiting on a client, so no timeout either.
         settings = ServeSettings(model=model.model_id, max_new_tokens=max_new_tokens, max_batch_size=max_batch_size,
@@ -70,9 +71,6 @@ class DocumentEditor:
         return self._loop.run_until_complete(self._edit(text, segments, on_progress))
 
     async def _edit(self, text: str, segments: list[Segment], on_progress: Progress | None) -> dict:
-        from writetune.serve.edit_service import suggest_edits
-        from writetune.serve.schemas import EditBody
-
         gate, done = asyncio.Semaphore(self.concurrency), 0
         if on_progress:
             on_progress(0, len(segments))

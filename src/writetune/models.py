@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,9 +117,7 @@ def is_converted(directory: Path) -> bool:
 def _check_gguf(gguf_path: Path) -> None:
     """Read a GGUF file's header, metadata and tensor table (memory-mapped, no weights copied): a truncated or
     damaged file is a `ModelSpecError` naming it, not a struct or reshape error from deep inside a loader."""
-    import struct
-
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # heavy import, kept off the CLI's start-up path
 
     try:
         GGUFReader(str(gguf_path))
@@ -144,7 +143,7 @@ def _read_json_config(path: Path) -> dict:
 def _check_finite(model, path: str, only: str = "") -> None:
     """Refuse weights holding inf or NaN (those whose name contains `only`): a model that loads but can only answer
     garbage."""
-    import torch
+    import torch  # torch stays off the CLI's start-up path
 
     for name, tensor in model.state_dict().items():
         if only in name and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -152,7 +151,7 @@ def _check_finite(model, path: str, only: str = "") -> None:
 
 
 def _dequantize_into(gguf_path: Path, directory: Path) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # torch stays off the CLI's start-up path
 
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -188,7 +187,7 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
 def _hub_reachable_error(repo_id: str) -> str | None:
     """None when the hub answers for this repo within a few seconds, else the reason it did not."""
     try:
-        from huggingface_hub import HfApi
+        from huggingface_hub import HfApi  # heavy import, kept off the CLI's start-up path
 
         HfApi().model_info(repo_id, timeout=_HUB_TIMEOUT_S)
     except Exception as err:  # noqa: BLE001 - any failure means "not loadable from the hub now"; we report it
@@ -255,13 +254,13 @@ def resolve_device(device: str) -> str:
     """`device` as torch names it: `auto` is `cuda` where a GPU is visible, else `cpu`; any other name as given."""
     if device != "auto":
         return device
-    import torch  # torch loads on first use, so that importing writetune stays quick
+    import torch  # torch stays off the CLI's start-up path
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _torch_dtype(name: str):
-    import torch
+    import torch  # torch stays off the CLI's start-up path
 
     table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
              "float16": torch.float16, "fp16": torch.float16}
@@ -271,10 +270,10 @@ def _torch_dtype(name: str):
 
 
 def _load_pretrained(resolved: ResolvedModel, dtype):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # torch stays off the CLI's start-up path
 
     if resolved.kind == "hub":
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # heavy import, kept off the CLI's start-up path
 
         cached = isinstance(try_to_load_from_cache(resolved.path, "config.json"), str)
         reason = None if cached else _hub_reachable_error(resolved.path)
@@ -301,7 +300,7 @@ def load_model(spec: str, *, dtype: str = "float32", device: str = "cpu", cache:
     resolved = resolve(spec, cache=cache)
     torch_dtype = _torch_dtype(dtype)
     if resolved.kind == "adapter":
-        from peft import PeftModel
+        from peft import PeftModel  # torch stays off the CLI's start-up path
 
         model, tokenizer = _load_pretrained(resolved.base, torch_dtype)
         model = PeftModel.from_pretrained(model, resolved.path)
@@ -324,7 +323,7 @@ def load_tokenizer(spec: str, *, offline: bool = False, cache: Path | None = Non
     """A spec's tokenizer and prompt format, without loading the model's weights: from the model directory (an
     adapter's own, else its base's), from a GGUF file's header when it is not converted yet, or from the hub
     (with `offline`, only from the local Hugging Face cache; ModelSpecError when it is not there)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # torch stays off the CLI's start-up path
 
     resolved = resolve(spec, cache=cache, convert=False)
     own = resolved if resolved.kind == "adapter" else None
@@ -333,7 +332,7 @@ def load_tokenizer(spec: str, *, offline: bool = False, cache: Path | None = Non
         gguf = embedded_gguf_path(target.spec) if target.kind == "alias" else Path(target.spec).resolve()
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     elif target.kind == "hub":
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # heavy import, kept off the CLI's start-up path
 
         cached = isinstance(try_to_load_from_cache(target.path, "tokenizer_config.json"), str)
         if offline and not cached:

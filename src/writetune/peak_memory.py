@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
 def _cuda():
-    try:
-        import torch
-    except ImportError:
-        return None
     return torch.cuda if torch.cuda.is_available() and torch.cuda.is_initialized() else None
 
 

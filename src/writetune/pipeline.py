@@ -21,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from writetune.config import RecipeError, load_validated
 from writetune.data.build import build_mix
+from writetune.data.evalsets import SUITES
 from writetune.data.recipe import DATA_ENV, load_mix_recipe, resolve_data_dir
 from writetune.data.record import MANIFEST_FILE
+from writetune.generate import DecodingConfig
 from writetune.generate.api import DecodingConfig
 from writetune.train.recipe import load_train_recipe
 
@@ -54,8 +56,6 @@ class EvalStage(BaseModel):
     @classmethod
     def _suites(cls, value: str) -> str:
         """One suite or several, comma-separated (`writing-dev,general`), each a registered one."""
-        from writetune.data.evalsets import SUITES
-
         for name in value.split(","):
             if name.strip() not in SUITES:
                 raise ValueError(f"unknown suite '{name.strip()}' (known: {', '.join(SUITES)}; several: "
@@ -121,6 +121,7 @@ def train_stage(train_recipe_path: Path, train_set: dict[str, object], mix_dir: 
                 say: Callable[[str], None]):
     """Train into `run_dir` (which becomes a model spec) unless it holds a finished run; a killed run resumes.
     Returns the validated training recipe and the stage's state."""
+    # torch loads on use: gather imports this module without needing it
     from writetune.train.loop import RESULT_FILE, train
 
     settings = {**train_set, "data": str(mix_dir.resolve()), "output_dir": str(run_dir.resolve())}
@@ -137,8 +138,7 @@ def train_stage(train_recipe_path: Path, train_set: dict[str, object], mix_dir: 
 def eval_config(stage: EvalStage, systems: list[str], base_model: str, data_root: Path, out: Path):
     """The evaluation of a run or grid: the stage's baselines (`base` = the base model, named by its spec), then
     `systems` (`NAME=SPEC` rows), with the base model as the significance baseline when it is a row."""
-    from writetune.evaluate import EvalConfig
-    from writetune.generate import DecodingConfig
+    from writetune.evaluate import EvalConfig  # torch loads on use: gather imports this module without needing it
 
     rows = []
     for name in stage.baselines:
@@ -176,7 +176,7 @@ class Processes:
 
     def barrier(self) -> None:
         if self.count > 1:
-            from accelerate import PartialState
+            from accelerate import PartialState  # torch loads on use: gather imports this module without needing it
 
             PartialState().wait_for_everyone()
 
@@ -185,6 +185,7 @@ def current_processes() -> Processes:
     count = int(os.environ.get("WORLD_SIZE", "1"))
     if count <= 1:
         return Processes()
+    # torch loads on use: gather imports this module without needing it
     import torch
     from accelerate import PartialState
 
@@ -208,7 +209,7 @@ def claim_output_dir(out: Path, recipe_path: Path, copy_name: str, load: Callabl
 def run_pipeline(recipe_path: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
                  log: Callable[[str], None] | None = None) -> RunResult:
     """Run (or continue) every stage of a run recipe into `out`."""
-    from writetune.evaluate import run_evaluation
+    from writetune.evaluate import run_evaluation  # torch loads on use: gather imports this module without needing it
 
     say = log or (lambda message: None)
     recipe_path = Path(recipe_path)
@@ -251,7 +252,7 @@ def dry_run_pipeline(recipe_path: str | Path, out: str | Path, *, data_dir: str 
     recipe, its mix recipe, its data directory and its evaluation settings are validated, the training recipe gets
     the run's data and output directories, and the example count comes from the mix recipe's size until the mix is
     built. `options` are plan_run's."""
-    from writetune.train.dryrun import plan_run
+    from writetune.train.dryrun import plan_run  # torch loads on use: gather imports this module without needing it
 
     recipe_path = Path(recipe_path)
     recipe = load_run_recipe(recipe_path)

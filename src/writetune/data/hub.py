@@ -131,7 +131,7 @@ def load_hub_examples(
     if path is not None and not Path(path).exists():
         raise MissingDataError(path, f"local copy of {spec.hub_id}")
 
-    import datasets
+    import datasets  # heavy import: datasets loads only where a hub dataset is read
 
     source = str(path) if path is not None else spec.hub_id
     try:

@@ -121,6 +121,7 @@ def patterns_from_m2(document: M2Document, patterns: ErrorPatterns, *, skip: set
 def patterns_from_pairs(pairs: Iterable[tuple[str, Sequence[str]]], patterns: ErrorPatterns) -> None:
     """Edits ERRANT extracts from tokenized (source, corrections) pairs; a correction equal to its source counts as
     a sentence without edits and is not parsed."""
+    # upward import, listed in tests/test_layers.py (KNOWN_UPWARD)
     from writetune.metrics.errant_f05 import extract_edits, load_annotator
 
     annotator = load_annotator()

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from writetune.config import RecipeError, read_yaml_mapping, validate
 from writetune.data.errors import MissingDataError
+from writetune.data.evalsets import SUITES
 from writetune.data.readers import READERS
 from writetune.data.sources import SourceSpec
 from writetune.tasks import UnknownTaskError, get_task, register_task_file
@@ -94,8 +95,6 @@ class MixRecipe(_Strict):
     @field_validator("holdout_suites")
     @classmethod
     def _suites(cls, value: list[str]) -> list[str]:
-        from writetune.data.evalsets import SUITES
-
         for name in value:
             if name not in SUITES:
                 raise ValueError(f"unknown suite '{name}' (known: {', '.join(SUITES)})")

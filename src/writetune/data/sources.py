@@ -9,15 +9,20 @@ returns its examples.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from writetune.data import readers
+from writetune.atomic import write_text_atomic
+from writetune.data import hub, readers
+from writetune.data.learned_errors import ErrorPatterns, LearnedErrorInjector, patterns_from_m2, patterns_from_pairs
+from writetune.data.m2format import parse_m2
 from writetune.data.readers import Example
-from writetune.data.tokenization import detokenize
+from writetune.data.synth import ERROR_TYPES, ErrorInjector
+from writetune.data.tokenization import detokenize, match_key, tokenize_ptb
 
 
 class _Spec(BaseModel):
@@ -165,6 +170,7 @@ class IfbenchSource(_Spec):
         return []
 
     def read(self, data_dir, *, task, origin):
+        # upward import, listed in tests/test_layers.py (KNOWN_UPWARD)
         from writetune.metrics.ifbench import DATA_FILE, ifbench_items
 
         return [Example(task, item.prompt, (), origin, f"{DATA_FILE}:{item.key}") for item in ifbench_items()]
@@ -184,8 +190,6 @@ class HubSource(_Spec):
         return [self.path] if self.path else []
 
     def read(self, data_dir, *, task, origin):
-        from writetune.data import hub  # datasets is slow to import; only hub sources pay for it
-
         local = Path(data_dir) / self.path if self.path else None
         return hub.load_hub_examples(
             self.dataset, split=self.split, path=local, task=task, origin=origin, revision=self.revision
@@ -208,8 +212,6 @@ class SyntheticSource(_Spec):
         return self.clean.files()
 
     def read(self, data_dir, *, task, origin):
-        from writetune.data.synth import ERROR_TYPES, ErrorInjector
-
         injector = ErrorInjector(
             self.rate, seed=self.seed, types=self.types or ERROR_TYPES, min_errors=self.min_errors
         )
@@ -247,12 +249,8 @@ class LearnedErrorsSource(_Spec):
     def patterns(self, data_dir):
         """The error patterns learned from `edits` (cached in the writetune cache by the content of the edit files,
         this spec and the evaluation items left out: ERRANT takes minutes over the parallel corpora)."""
-        import hashlib
-
-        from writetune.atomic import write_text_atomic
-        from writetune.data.learned_errors import ErrorPatterns
-        from writetune.data.evalsets import evaluation_keys  # the registry reads its sets through this module
-        from writetune.models import cache_dir
+        from writetune.data.evalsets import evaluation_keys  # import cycle: writetune.data.evalsets imports this module
+        from writetune.models import cache_dir  # upward import, listed in tests/test_layers.py (KNOWN_UPWARD)
 
         held = evaluation_keys(data_dir)
         digest = hashlib.sha256(json.dumps([LEARNED_ERRORS_VERSION, [s.model_dump() for s in self.edits], sorted(held)],
@@ -268,10 +266,6 @@ class LearnedErrorsSource(_Spec):
         return patterns.pruned(self.min_count)
 
     def _learn(self, data_dir, held: set[str]):
-        from writetune.data.learned_errors import ErrorPatterns, patterns_from_m2, patterns_from_pairs
-        from writetune.data.m2format import parse_m2
-        from writetune.data.tokenization import match_key, tokenize_ptb
-
         patterns = ErrorPatterns()
         for spec in self.edits:
             if isinstance(spec, M2Source):
@@ -290,8 +284,6 @@ class LearnedErrorsSource(_Spec):
         return patterns
 
     def read(self, data_dir, *, task, origin):
-        from writetune.data.learned_errors import LearnedErrorInjector
-
         injector = LearnedErrorInjector(self.patterns(data_dir), seed=self.seed, max_errors=self.max_errors)
         examples = []
         for clean in self.clean.read(data_dir, task=task, origin=origin):

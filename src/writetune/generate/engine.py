@@ -55,7 +55,7 @@ class BufferLayer:
         return self.keys, self.values
 
     def _grow(self, capacity: int) -> None:
-        import torch
+        import torch  # torch stays off the CLI's start-up path
 
         rows, heads, _, dim = self.kbuf.shape
         for name in ("kbuf", "vbuf"):
@@ -70,7 +70,7 @@ class Sampler:
     seeded sequence draws the same tokens whatever else shares its batch."""
 
     def __init__(self, temperature: float, top_p: float, seed: int):
-        import torch
+        import torch  # torch stays off the CLI's start-up path
 
         self.torch = torch
         self.temperature, self.top_p = temperature, top_p
@@ -115,7 +115,7 @@ class GreedyEngine:
     shared_gain = 8  # tokens a new shared prefix must add to the longest cached one it extends
 
     def __init__(self, model, stop_ids: Sequence[int], pad_id: int, max_rows: int):
-        import torch
+        import torch  # torch stays off the CLI's start-up path
 
         self.torch = torch
         self.model = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -263,7 +263,7 @@ class GreedyEngine:
 
     def _forward(self, input_ids, position_ids, allowed, layers):
         """Logits of the last position. `allowed` is [rows, q, kv] boolean (True = attend)."""
-        from transformers.cache_utils import Cache
+        from transformers.cache_utils import Cache  # torch stays off the CLI's start-up path
 
         mask = allowed[:, None]
         if self.eager:  # eager attention adds its mask to the scores

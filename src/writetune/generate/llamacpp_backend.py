@@ -26,7 +26,7 @@ class LlamaCppGenerator:
     def __init__(self, gguf_path: str, *, prompt_format: PromptFormat | None = None, n_ctx: int = 4096,
                  n_threads: int | None = None, n_gpu_layers: int = 0, llm=None):
         try:
-            import llama_cpp
+            import llama_cpp  # optional extra: writetune[gguf-runtime] (llama.cpp)
         except ImportError:
             raise missing_extra("llama.cpp", "gguf-runtime", "llama-cpp-python") from None
         self.path = gguf_path

@@ -34,7 +34,7 @@ class OpenAIGenerator:
                              "WRITETUNE_API_BASE (e.g. http://localhost:8000/v1)")
         if concurrency < 1 or max_retries < 0:
             raise ValueError("concurrency must be at least 1 and max_retries at least 0")
-        import httpx  # the `serve` extra's HTTP client: only this backend needs it
+        import httpx  # optional extra: writetune[serve]
 
         self.model = model
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -68,7 +68,7 @@ class OpenAIGenerator:
         return body
 
     def _post(self, body: dict) -> str:
-        import httpx  # see __init__
+        import httpx  # optional extra: writetune[serve]
 
         for attempt in range(self.max_retries + 1):
             retry_after = None

@@ -52,7 +52,7 @@ def default_dtype(device: str = "cpu") -> str:
     """bfloat16 where the hardware computes it natively (CUDA with bf16, CPUs with AMX or AVX512-BF16), else
     float32."""
     if device.startswith("cuda"):
-        import torch  # torch loads on first use, so that importing writetune stays quick (as in writetune.models)
+        import torch  # torch stays off the CLI's start-up path
 
         return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float16"
     try:

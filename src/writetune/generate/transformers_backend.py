@@ -123,7 +123,7 @@ class TransformersGenerator:
     def _generate_batched(self, encoded, budgets, decoding, on_batch) -> list[list[int]]:
         """`model.generate` over length-sorted batches with left padding (every prompt ends where generation
         starts), longest prompts first so that memory problems show at once."""
-        import torch
+        import torch  # torch stays off the CLI's start-up path
 
         model = self.loaded.model
         device = next(model.parameters()).device

@@ -17,7 +17,7 @@ class VllmGenerator:
 
     def __init__(self, spec: str, *, dtype: str = "auto", llm=None, **engine_kwargs):
         try:
-            import vllm
+            import vllm  # optional extra: writetune[gpu] (vLLM)
         except ImportError:
             raise missing_extra("vLLM", "gpu", "vllm") from None
         self.vllm = vllm
@@ -26,7 +26,7 @@ class VllmGenerator:
         self.lora = None
         path = resolved.path
         if resolved.kind == "adapter":
-            from vllm.lora.request import LoRARequest
+            from vllm.lora.request import LoRARequest  # optional extra: writetune[gpu] (vLLM)
 
             self.lora = LoRARequest("adapter", 1, resolved.path)
             path = resolved.base.path
@@ -60,7 +60,7 @@ class VllmGenerator:
                    for r in requests]
         texts: list[str] = [""] * len(requests)
         if decoding.strategy == "beam":
-            from vllm.sampling_params import BeamSearchParams
+            from vllm.sampling_params import BeamSearchParams  # optional extra: writetune[gpu] (vLLM)
 
             by_budget: dict[int, list[int]] = {}
             for i, b in enumerate(budgets):

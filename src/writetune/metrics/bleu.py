@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from sacrebleu.metrics.bleu import BLEU
 
 from writetune.metrics.base import Inputs, Metric
 from writetune.metrics.sari import normalize, sacrebleu_version
@@ -26,8 +27,6 @@ DEFAULT_IBLEU_ALPHA = 0.8
 
 
 def _sacrebleu_bleu():
-    from sacrebleu.metrics.bleu import BLEU  # sacreBLEU loads on first use, so importing the metrics stays cheap
-
     return BLEU(lowercase=False, force=True, tokenize="none", smooth_method="exp")
 
 
@@ -35,8 +34,6 @@ def _sacrebleu_bleu():
 def _scorer_with_references(refs: tuple[tuple[str, ...], ...]):
     """A sacreBLEU BLEU holding the pre-processed references (n-grams, lengths), so that several systems scored
     against the same references pay for that once. Keyed by the normalized reference streams themselves."""
-    from sacrebleu.metrics.bleu import BLEU  # loaded on first use, as above
-
     return BLEU(lowercase=False, force=True, tokenize="none", smooth_method="exp", references=[list(r) for r in refs])
 
 

@@ -41,7 +41,8 @@ NOOP_EDIT_CORRECTION = "-NONE-"
 @lru_cache(maxsize=2)
 def load_annotator(model: str = SPACY_MODEL):
     """An ERRANT English annotator on the given installed spaCy model (offline; NER disabled)."""
-    import errant  # ERRANT and spaCy (the spaCy extra) load only when edits are extracted
+    # heavy extra: spaCy (with ERRANT) loads only where edits are extracted
+    import errant
     import spacy
 
     try:
@@ -277,7 +278,7 @@ class ErrantF05(AnnotatorChoiceMetric):
         return 100.0 * f
 
     def signature_fields(self, n_refs: int | None) -> dict[str, object]:
-        import errant  # the spaCy extra, as in load_annotator
+        import errant  # heavy extra: spaCy (with ERRANT) loads only where edits are extracted
 
         return {
             "impl": f"errant-{errant.__version__}(parallel_to_m2+compare_m2 -cs)",

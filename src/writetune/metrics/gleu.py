@@ -129,7 +129,7 @@ class Gleu(Metric):
             "iterations": self.iterations,
         }
         if std > 0:
-            from scipy.stats import norm  # scipy.stats is slow to import and only this interval needs it
+            from scipy.stats import norm  # heavy import: scipy.stats loads only where a GLEU interval is computed
 
             low, high = norm.interval(0.95, loc=mean, scale=std)
             components["sampling_ci95"] = [100.0 * float(low), 100.0 * float(high)]

@@ -100,7 +100,8 @@ def install_punkt_tab(root: Path) -> Path:
     target = root / "tokenizers" / "punkt_tab" / "english"
     if (target / "ortho_context.tab").is_file():
         return target
-    from nltk.tokenize.punkt import PunktParameters, save_punkt_params  # NLTK and the IFBench extras load on use
+    # heavy extra: NLTK and the IFBench verifiers load only where IFBench is scored
+    from nltk.tokenize.punkt import PunktParameters, save_punkt_params
     from punkt.data import load_module
 
     tables = load_module("english")
@@ -116,7 +117,7 @@ def install_punkt_tab(root: Path) -> Path:
 
 
 def _resource_installed(name: str) -> bool:
-    import nltk  # NLTK (with the IFBench verifiers) loads only when IFBench is scored
+    import nltk  # heavy extra: NLTK and the IFBench verifiers load only where IFBench is scored
 
     for path in (f"tokenizers/{name}", f"taggers/{name}", f"corpora/{name}", name):
         try:
@@ -141,7 +142,8 @@ def _offline_spacy_download(model: str, *args, **kwargs) -> None:
 def offline():
     """NLTK pointed at writetune's data directory (punkt_tab installed) and both downloaders replaced, for the
     duration of the block."""
-    import nltk  # loaded on use, as above; spaCy is the spaCy extra
+    # heavy extra: NLTK and the IFBench verifiers load only where IFBench is scored
+    import nltk
     import spacy.cli
 
     root = nltk_data_dir()

@@ -29,7 +29,8 @@ class RougeL(Metric):
         self.use_stemmer = use_stemmer
 
     def segment_stats(self, inputs: Inputs) -> SegmentStats:
-        from rouge_score import rouge_scorer  # rouge-score pulls in NLTK and absl; only ROUGE-L needs them
+        # heavy import: rouge-score (with NLTK and absl) loads only where ROUGE-L is scored
+        from rouge_score import rouge_scorer
 
         scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=self.use_stemmer)
         scores = []

@@ -19,6 +19,8 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import sacrebleu
+from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 from writetune.metrics.base import Inputs, Metric
 from writetune.metrics.stats import SegmentStats, counts_matrix
@@ -28,8 +30,6 @@ NGRAM_ORDER = 4
 
 @lru_cache(maxsize=1)
 def _tokenizer_13a():
-    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a  # sacreBLEU loads on first use (see bleu.py)
-
     return Tokenizer13a()
 
 
@@ -167,6 +167,4 @@ class Sari(Metric):
 
 def sacrebleu_version() -> str:
     """The installed sacreBLEU (its 13a tokenizer and BLEU), as signatures name it."""
-    import sacrebleu  # loaded on first use
-
     return f"sacrebleu-{sacrebleu.__version__}"

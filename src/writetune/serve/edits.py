@@ -15,6 +15,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
+from writetune.metrics.errant_f05 import load_annotator
+
 log = logging.getLogger("writetune.serve")
 
 _TOKEN = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
@@ -224,8 +226,6 @@ class ErrantTyper:
         with self._lock:
             if self._annotator is None and self._failed is None:
                 try:
-                    from writetune.metrics.errant_f05 import load_annotator
-
                     self._annotator = load_annotator()
                 except Exception as err:  # noqa: BLE001 - any failure means "no ERRANT types"; we say why once
                     self._failed = f"{type(err).__name__}: {err}"

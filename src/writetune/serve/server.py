@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 
+import torch
 import uvicorn
 
 from writetune.serve.app import create_app
@@ -19,8 +20,6 @@ from writetune.serve.settings import ServeSettings
 
 def load_served_model(settings: ServeSettings) -> ServedModel:
     if settings.threads:
-        import torch
-
         torch.set_num_threads(settings.threads)
     return ServedModel.load(settings.model, dtype=settings.dtype, device=settings.device, model_id=settings.model_name)
 

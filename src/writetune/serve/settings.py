@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from writetune.models import DEFAULT_ASSISTANT
+from writetune.tasks import get_task
 
 
 class ServeSettings(BaseModel):
@@ -48,8 +49,6 @@ class ServeSettings(BaseModel):
     @field_validator("languagetool_task")
     @classmethod
     def _writing_task(cls, value: str) -> str:
-        from writetune.tasks import get_task
-
         name = value.strip().lower()
         if name == "all":
             return name

@@ -12,6 +12,11 @@ during training.
 
 from __future__ import annotations
 
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
 IMPLEMENTATION = "writetune_varlen"
 _registered = False
 
@@ -22,8 +27,6 @@ MATH_MAX_LEN = 512  # below this, plain matmul + softmax beats PyTorch's CPU fla
 def _segment_math(query, key, value, scaling: float):
     """Causal attention of one short example: [1, H, l, D] x [1, KV, l, D] -> [1, H, l, D], grouped-query aware,
     softmax in fp32 (as transformers' eager attention)."""
-    import torch
-
     _, heads, length, dim = query.shape
     kv_heads = key.shape[1]
     groups = heads // kv_heads
@@ -36,8 +39,6 @@ def _segment_math(query, key, value, scaling: float):
 
 def _varlen_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
                       **kwargs):
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     cu = kwargs.pop("cu_seq_lens_q", None)
     kwargs.pop("cu_seq_lens_k", None)
     kwargs.pop("max_length_q", None)
@@ -45,7 +46,6 @@ def _varlen_attention(module, query, key, value, attention_mask, dropout=0.0, sc
     if cu is None or query.shape[0] != 1:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
-    import torch
 
     scaling = scaling if scaling is not None else query.shape[-1] ** -0.5
     bounds = cu.tolist()
@@ -64,8 +64,6 @@ def _varlen_attention(module, query, key, value, attention_mask, dropout=0.0, sc
 def _varlen_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, mask_function=None, attention_mask=None,
                  **kwargs):
     """No mask for a packed training row (the attention function splits it); SDPA's mask otherwise."""
-    from transformers.masking_utils import sdpa_mask
-
     if attention_mask is None and q_length == kv_length and not q_offset and not kv_offset:
         return None
     return sdpa_mask(batch_size=batch_size, q_length=q_length, kv_length=kv_length, q_offset=q_offset,
@@ -76,9 +74,6 @@ def register() -> str:
     """Register the implementation with transformers (idempotent) and return its name."""
     global _registered
     if not _registered:
-        from transformers import AttentionInterface
-        from transformers.masking_utils import AttentionMaskInterface
-
         AttentionInterface.register(IMPLEMENTATION, _varlen_attention)
         AttentionMaskInterface.register(IMPLEMENTATION, _varlen_mask)
         _registered = True

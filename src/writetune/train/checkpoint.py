@@ -15,12 +15,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import random
 import re
 import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from writetune.atomic import atomic_dir
 
@@ -73,8 +75,6 @@ def prune(run_dir: str | Path, keep_last: int) -> list[Path]:
 
 def rng_state() -> dict:
     """Every generator's state as tensors, numbers and tuples (what `weights_only` loading accepts)."""
-    import torch
-
     numpy = np.random.get_state(legacy=False)
     state = {"python": random.getstate(), "torch": torch.get_rng_state(),
              "numpy": {"bit_generator": numpy["bit_generator"], "key": torch.from_numpy(numpy["state"]["key"].copy()),
@@ -86,8 +86,6 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    import torch
-
     random.setstate(state["python"])
     numpy = state["numpy"]
     np.random.set_state({"bit_generator": numpy["bit_generator"], "has_gauss": numpy["has_gauss"],
@@ -128,8 +126,6 @@ class CheckpointWriter:
 
     def save(self, step: int, state: dict, write_model, write_optim, sharded: bool = False) -> Path:
         """`write_model(dir)` and `write_optim(dir)` write the model and optimizer/scheduler state into `dir`."""
-        import torch
-
         tmp = self.root / f".tmp-step-{step}"  # every process writes into it, so its name is fixed
         final = self.root / f"step-{step}"
         # the main process stages the directory and swaps it into place (replacing a checkpoint of this step from an
@@ -157,10 +153,6 @@ def read_state(checkpoint: str | Path) -> dict:
 def load_state_file(path: str | Path):
     """A checkpoint `.pt` file, loaded with `weights_only=True` (tensors and plain data only, never code). A file
     that needs more (a pickled object: written by an older version, or crafted) is refused with a message."""
-    import pickle
-
-    import torch
-
     path = Path(path)
     try:
         return torch.load(path, weights_only=True, map_location="cpu")

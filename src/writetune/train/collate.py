@@ -17,12 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from difflib import SequenceMatcher
 
 import numpy as np
+import torch
 
 from writetune.data.record import Record
 from writetune.prompt import PromptFormat, stop_token_ids, token_ids
+from writetune.tasks import UnknownTaskError, get_task
 
 IGNORE_INDEX = -100
 
@@ -71,8 +74,6 @@ def edit_weights(prompt: Sequence[int], response: Sequence[int], edit_weight: fl
     sum to the response length: an example keeps its total weight (so the task balance of the mix is unchanged)
     and only its edits count more. An example with no copied tokens (generic instructions) or no edits (an
     unchanged pair) gets all ones (None)."""
-    from difflib import SequenceMatcher
-
     n = len(response)
     copied = [False] * n
     matcher = SequenceMatcher(None, list(prompt), list(response[:-1]), autojunk=False)
@@ -90,8 +91,6 @@ def edit_weights(prompt: Sequence[int], response: Sequence[int], edit_weight: fl
 
 
 def _is_writing_task(name: str) -> bool:
-    from writetune.tasks import UnknownTaskError, get_task
-
     try:
         return get_task(name).writing
     except UnknownTaskError:
@@ -101,8 +100,6 @@ def _is_writing_task(name: str) -> bool:
 def tokenize_records(tokenizer, fmt: PromptFormat, records: Sequence[Record],
                      edit_weight: float = 1.0) -> list[TokenizedExample]:
     """Tokenise records; with `edit_weight` > 1 the responses of writing tasks get edit weights."""
-    from dataclasses import replace
-
     examples = [tokenize_example(tokenizer, fmt, r.instruction, r.input, r.output, r.task) for r in records]
     if edit_weight == 1.0:
         return examples
@@ -164,8 +161,6 @@ class PackedBatch:
 def collate(examples: Sequence[TokenizedExample]) -> PackedBatch:
     """Pack examples into one row. Example i's response token t is predicted at the position just before it, inside
     the same example, so no target ever crosses an example boundary."""
-    import torch
-
     ids, positions, labels, target_positions, targets, cu, weights = [], [], [], [], [], [0], []
     weighted = any(ex.weights is not None for ex in examples)
     for ex in examples:

@@ -22,6 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+from accelerate.commands.config.config_args import ClusterConfig
+from accelerate.commands.launch import launch_command_parser
+from huggingface_hub import try_to_load_from_cache
+from peft import get_peft_model
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from writetune.data.record import read_records
+from writetune.models import ModelSpecError, embedded_gguf_path, load_tokenizer, resolve
+from writetune.train.attention import MATH_MAX_LEN
+from writetune.train.collate import examples_within_limit, plan_steps, tokenize_records
 from writetune.train.recipe import TrainRecipe
 
 ARCHITECTURES_DIR = Path(__file__).parent / "architectures"
@@ -64,10 +75,6 @@ def gpu_spec(name: str) -> GpuSpec:
 # ------------------------------------------------------------------------------------------------ architecture
 def model_architecture(spec: str):
     """The transformers config of a model spec and where it was read from, without loading any weights."""
-    from transformers import AutoConfig
-
-    from writetune.models import embedded_gguf_path, resolve
-
     resolved = resolve(spec, convert=False)
     if resolved.kind == "adapter":
         resolved = resolved.base
@@ -78,7 +85,6 @@ def model_architecture(spec: str):
         return AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name), f"GGUF header of {gguf}"
     if resolved.kind == "directory":
         return AutoConfig.from_pretrained(resolved.path), f"{resolved.path}/config.json"
-    from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(resolved.path, "config.json")
     if isinstance(cached, str):
@@ -93,22 +99,15 @@ def model_architecture(spec: str):
 
 
 def _config_from_json(path: Path):
-    from transformers import AutoConfig
-
     data = json.loads(path.read_text(encoding="utf-8"))
     return AutoConfig.for_model(data.pop("model_type"), **data)
 
 
 def build_meta_model(recipe: TrainRecipe, config):
     """The recipe's model (with its LoRA adapter) on the meta device: every parameter has its shape and no storage."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
         if recipe.method == "lora":
-            from peft import get_peft_model
-
             try:
                 model = get_peft_model(model, recipe.lora.peft_config())
             except ValueError as err:
@@ -130,8 +129,6 @@ class ParamCounts:
 
 
 def count_parameters(model) -> ParamCounts:
-    import torch
-
     trainable_matmul = sum(module.weight.numel() for module in model.modules()
                            if isinstance(module, torch.nn.Linear) and module.weight.requires_grad)
     layers = _decoder_layers(model)
@@ -181,8 +178,6 @@ class DistributedPlan:
 
 def _fsdp_launch_keys() -> set[str]:
     """The fsdp_config keys `accelerate launch` understands (its command-line options, which the config fills)."""
-    from accelerate.commands.launch import launch_command_parser
-
     return {action.dest for action in launch_command_parser()._actions if action.dest.startswith("fsdp_")}
 
 
@@ -195,7 +190,6 @@ def read_accelerate_config(path: str | Path | None, num_processes: int | None = 
             raise DryRunError(f"--num-processes {num_processes} needs an accelerate config that says how the "
                               "processes share the model (e.g. configs/accelerate/fsdp.yaml or ddp.yaml)")
         return DistributedPlan(kind="single", processes=1)
-    from accelerate.commands.config.config_args import ClusterConfig
 
     path = Path(path)
     if not path.is_file():
@@ -279,9 +273,6 @@ def plan_data(recipe: TrainRecipe, world: int, activation_bytes: Callable[[RowSh
     offline, the real plan (`collate.plan_steps`) is computed and the row with the most `activation_bytes` taken;
     otherwise the number of examples comes from the manifest or `examples_hint`, their mean length from
     `example_tokens`, and the row is the worst case."""
-    from writetune.data.record import read_records
-    from writetune.train.collate import examples_within_limit, plan_steps, tokenize_records
-
     data = Path(recipe.data)
     tokenizer = _offline_tokenizer(recipe.model) if (data / "train.jsonl").is_file() else None
     if tokenizer is not None:
@@ -314,8 +305,6 @@ def plan_data(recipe: TrainRecipe, world: int, activation_bytes: Callable[[RowSh
 
 def _offline_tokenizer(spec: str):
     """The model's tokenizer and prompt format when they can be read without a network, else None."""
-    from writetune.models import ModelSpecError, load_tokenizer
-
     try:
         return load_tokenizer(spec, offline=True)
     except (ModelSpecError, OSError):
@@ -338,8 +327,6 @@ def activation_terms(recipe: TrainRecipe, config, plan: DistributedPlan, row: Ro
     example and layer the attention probabilities in fp32 and bf16 ((4 + c)·heads·len² for slices up to the math
     kernel's limit). The LM head keeps ~12 bytes per vocabulary entry per target (fp32 log-probabilities, their
     gradient and the gradient's bf16 cast)."""
-    from writetune.train.attention import MATH_MAX_LEN
-
     h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     heads = config.num_attention_heads
     kv = (getattr(config, "num_key_value_heads", None) or heads) * (getattr(config, "head_dim", None) or h // heads)

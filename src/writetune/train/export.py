@@ -19,7 +19,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import gguf
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
 from writetune.atomic import atomic_dir, atomic_file, umask_mode, write_text_atomic
+from writetune.models import load_model, resolve
+from writetune.prompt import load_prompt_format, save_prompt_format
+from writetune.train import attention
 
 GGUF_DTYPES = ("f32", "f16", "bf16")
 
@@ -30,9 +38,6 @@ class ExportError(ValueError):
 
 def _load_merged(source: str):
     """Load any model spec (run dir, adapter, model dir) in float32 and merge a LoRA adapter into its base."""
-    from writetune.models import load_model
-    from writetune.train import attention
-
     loaded = load_model(source, dtype="float32")
     model = loaded.model
     if hasattr(model, "merge_and_unload"):
@@ -45,8 +50,6 @@ def _load_merged(source: str):
 
 def _export_dtype(name: str):
     """The torch dtype a safetensors export (merged or adapter) is written in."""
-    import torch
-
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if name not in dtypes:
         raise ExportError(f"unknown dtype '{name}' (expected one of {', '.join(dtypes)})")
@@ -64,8 +67,6 @@ def export_merged(source: str, out_dir: str | os.PathLike, *, dtype: str = "floa
                   overwrite: bool = False) -> Path:
     """Merge (if an adapter) and save `source` as a standalone model directory: safetensors weights, tokenizer and
     prompt_format.json, written to a temporary directory and swapped into place (`atomic_dir`)."""
-    from writetune.prompt import save_prompt_format
-
     torch_dtype = _export_dtype(dtype)
     target = Path(out_dir)
     _refuse_occupied(target, overwrite)
@@ -86,11 +87,6 @@ def export_adapter(source: str, out_dir: str | os.PathLike, *, dtype: str = "bfl
     """Save the LoRA adapter of `source` (a run directory or an adapter) alone: its config, its weights cast to
     `dtype` and its prompt format; no tokenizer and no base weights, which come from the base model the config names.
     PEFT casts the weights back to the base model's dtype when it loads them."""
-    from safetensors.torch import load_file, save_file
-
-    from writetune.models import resolve
-    from writetune.prompt import load_prompt_format, save_prompt_format
-
     torch_dtype = _export_dtype(dtype)
     resolved = resolve(source, convert=False)
     if resolved.kind != "adapter":
@@ -150,8 +146,6 @@ def _tensor_name(hf_name: str) -> str | None:
 
 def _vocabulary(tokenizer, vocab_size: int):
     """Tokens, token types and merges of a byte-level BPE tokenizer, padded to the model's vocabulary size."""
-    import gguf
-
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     model = spec.get("model", {})
     pre = spec.get("pre_tokenizer") or {}
@@ -181,8 +175,6 @@ def _pre_tokenizer_name(loaded) -> str:
     marker = Path(resolved.path) / "writetune_source.json"
     if marker.is_file():
         try:
-            import gguf
-
             source = json.loads(marker.read_text())["gguf"]
             field = gguf.GGUFReader(source).fields.get("tokenizer.ggml.pre")
             if field is not None:
@@ -257,8 +249,6 @@ def _llama_shape(config) -> _LlamaShape:
 
 def _add_model_metadata(writer, loaded, shape: _LlamaShape, dtype: str) -> None:
     """llama.cpp's architecture keys: name, sizes, attention heads, RoPE, norm epsilon and the file type."""
-    import gguf
-
     config = loaded.model.config
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(Path(str(loaded.resolved.spec)).name or "writetune-model")
@@ -303,10 +293,6 @@ def _add_tokenizer_metadata(writer, loaded, vocabulary) -> None:
 
 def _add_tensors(writer, model, shape: _LlamaShape, dtype: str) -> None:
     """Every weight under its llama.cpp name, q and k permuted to llama.cpp's rotary layout, norms in float32."""
-    import gguf
-    import numpy as np
-    import torch
-
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
     for name, tensor in model.state_dict().items():
         if name == "lm_head.weight" and tied:
@@ -331,8 +317,6 @@ def _add_tensors(writer, model, shape: _LlamaShape, dtype: str) -> None:
 def export_gguf(source: str, out_file: str | os.PathLike, *, dtype: str = "f16", overwrite: bool = False) -> Path:
     """Write `source` (merged first if an adapter) as a GGUF file of the LLaMA architecture, and an Ollama
     `Modelfile` for it in the same directory."""
-    import gguf
-
     target, modelfile = _gguf_targets(out_file, dtype, overwrite)
     loaded = _load_merged(source)
     shape = _llama_shape(loaded.model.config)

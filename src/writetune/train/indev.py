@@ -17,7 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from writetune.data.record import Record
-from writetune.metrics import MetricInputError, canonical_name, metric_class
+from writetune.data.tokenization import tokenize_ptb
+from writetune.generate import DecodingConfig, Request, TransformersGenerator
+from writetune.metrics import MetricInputError, canonical_name, get_metric, metric_class
+from writetune.tasks import get_task
 
 _WHITESPACE_TOKENIZED = {"gleu", "errant", "m2"}
 _REFERENCE_METRICS = {"sari", "gleu", "errant", "bleu", "em", "ibleu"}
@@ -25,8 +28,6 @@ _REFERENCE_METRICS = {"sari", "gleu", "errant", "bleu", "em", "ibleu"}
 
 def metric_for_task(task: str, override: dict[str, str] | None = None) -> str | None:
     """The metric logged for a task during training (None: the task has no reference-based metric)."""
-    from writetune.tasks import get_task
-
     name = get_task(task).name
     if override and name in override:
         return override[name]
@@ -52,8 +53,6 @@ class TaskSubset:
 def select_subsets(dev: Sequence[Record], per_task: int, seed: int, tasks: Sequence[str] | None = None,
                    metrics: dict[str, str] | None = None) -> list[TaskSubset]:
     """Fixed per-task generation subsets of the dev records (tasks without a metric are skipped)."""
-    from writetune.tasks import get_task
-
     wanted = {get_task(t).name for t in tasks} if tasks else None
     by_task: dict[str, list[Record]] = defaultdict(list)
     for record in dev:
@@ -74,16 +73,12 @@ def select_subsets(dev: Sequence[Record], per_task: int, seed: int, tasks: Seque
 
 def score_outputs(metric: str, outputs: Sequence[str], subset: Sequence[Record]) -> dict:
     """`{"metric", "score", "copy_rate", "n"}` for one task's outputs."""
-    from writetune.metrics import get_metric
-
     sources = [r.input for r in subset]
     n_refs = max(len(r.references) for r in subset)
     # pad reference lists by repeating the last one (sets with a varying number of references)
     refs = [[(r.references[k] if k < len(r.references) else r.references[-1]) for r in subset] for k in range(n_refs)]
     hyps = list(outputs)
     if metric in _WHITESPACE_TOKENIZED:
-        from writetune.data.tokenization import tokenize_ptb
-
         hyps = [tokenize_ptb(h) for h in hyps]
         sources_m = [tokenize_ptb(s) for s in sources]
         refs = [[tokenize_ptb(x) for x in stream] for stream in refs]
@@ -98,8 +93,6 @@ def score_outputs(metric: str, outputs: Sequence[str], subset: Sequence[Record])
 def run_generation_eval(loaded, subsets: Sequence[TaskSubset], *, max_new_tokens: int, batch_size: int,
                         samples: int = 2) -> dict[str, dict]:
     """Generate greedily for every subset and score it. `loaded` is a `writetune.models.LoadedModel`."""
-    from writetune.generate import DecodingConfig, Request, TransformersGenerator
-
     generator = TransformersGenerator(loaded)
     decoding = DecodingConfig(strategy="greedy", max_new_tokens=max_new_tokens, batch_size=batch_size)
     requests = [Request(r.instruction, r.input) for subset in subsets for r in subset.records]

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
 from writetune.atomic import write_text_atomic
 
 METRICS_FILE = "metrics.jsonl"
@@ -62,13 +65,11 @@ class RunLogger:
             truncate_metrics(self.run_dir, resume_step)
         self.fh = open(self.run_dir / METRICS_FILE, "a", encoding="utf-8")
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
             kwargs = {"purge_step": resume_step + 1} if resume_step is not None else {}
             self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), **kwargs)
         if wandb:
             try:
-                import wandb as wandb_module
+                import wandb as wandb_module  # optional: wandb is no dependency, only log.wandb needs it
             except ImportError as err:  # checked when the recipe is read; kept for installs that break later
                 raise ValueError("log.wandb is true but wandb cannot be imported; pip install wandb") from err
             self.wandb = wandb_module.init(project=wandb_project, dir=str(self.run_dir), config=config,
@@ -107,8 +108,6 @@ class Progress:
         self.bar = None
         self.say = say or (lambda message: None)
         if enabled:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc="train")
 
     def update(self, loss: float, tokens_per_s: float, lr: float) -> None:

@@ -21,14 +21,25 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
 import yaml
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
+from peft import get_peft_model, set_peft_model_state_dict
+from peft.tuners.tuners_utils import BaseTunerLayer
+from safetensors.torch import load_file
 
 from writetune.data.record import DEV_FILE, TRAIN_FILE, Record, read_records
+from writetune.models import LoadedModel, load_model
+from writetune.prompt import save_prompt_format
+from writetune.train import attention
 from writetune.train import checkpoint as ckpt
 from writetune.train.collate import (
     PackedBatch,
@@ -40,6 +51,8 @@ from writetune.train.collate import (
     plan_steps,
     tokenize_records,
 )
+from writetune.train.indev import run_generation_eval, select_subsets
+from writetune.train.logs import Progress, RunLogger
 from writetune.train.recipe import TrainRecipe, dump_recipe, recipe_from_dict
 
 RECIPE_COPY = "recipe.yaml"
@@ -64,8 +77,6 @@ class TrainResult:
 def token_loss_sum(model, batch: PackedBatch, autocast):
     """Sum of cross-entropy over the batch's response tokens (the LM head sees only those positions), each token
     weighted by its edit weight when the batch has them."""
-    import torch
-
     with autocast():
         logits = model(**batch.model_kwargs()).logits
     if batch.weights is None:
@@ -173,10 +184,6 @@ class Trainer:
 
     def setup_runtime(self) -> Runtime:
         """The accelerator and what it says about this process; seeds torch and sets its threads."""
-        import torch
-        from accelerate import Accelerator
-        from accelerate.utils import DistributedType
-
         acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
         device = acc.device
         bf16 = self.recipe.precision == "bf16"
@@ -218,17 +225,10 @@ class Trainer:
         """The model to train on `device` (`preloaded`, else the recipe's model loaded in fp32): with a LoRA adapter
         or fully trainable, gradient checkpointing and the attention the recipe asks for. Returns (the
         `LoadedModel` it came from, the model)."""
-        import torch
-
-        from writetune.models import load_model
-        from writetune.train import attention
-
         r = self.recipe
         loaded = preloaded or load_model(r.model, dtype="float32")
         model = loaded.model
         if r.method == "lora":
-            from peft import get_peft_model
-
             if r.precision == "bf16":
                 model.to(torch.bfloat16)  # frozen: no master copy needed; autocast computes in bf16 anyway
             model = get_peft_model(model, r.lora.peft_config())
@@ -236,8 +236,6 @@ class Trainer:
                 if param.requires_grad:
                     param.data = param.data.float()
             if r.precision == "bf16":
-                from peft.tuners.tuners_utils import BaseTunerLayer
-
                 for module in model.modules():  # PEFT would upcast every adapter input to fp32 only for autocast
                     if isinstance(module, BaseTunerLayer):  # to cast it back to bf16: two wasted passes per layer
                         module.cast_input_dtype_enabled = False
@@ -278,8 +276,6 @@ class Trainer:
 
     def setup_optimizer(self, model):
         """AdamW over the trainable parameters, weight decay on matrices only."""
-        import torch
-
         o = self.recipe.optimizer
         params = [p for p in model.parameters() if p.requires_grad]
         decay = [p for p in params if p.ndim >= 2]
@@ -288,8 +284,6 @@ class Trainer:
         return torch.optim.AdamW([g for g in groups if g["params"]], lr=o.lr, betas=tuple(o.betas), eps=o.eps)
 
     def setup_scheduler(self, optimizer, total_steps: int):
-        import torch
-
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.recipe.schedule, total_steps))
 
     @staticmethod
@@ -319,12 +313,8 @@ class Trainer:
         return StartPoint(step=step, tokens=int(state.get("tokens", 0)), resumed_from=step)
 
     def _load_weights(self, directory: Path) -> None:
-        from safetensors.torch import load_file
-
         model = self.runtime.acc.unwrap_model(self.model)
         if self.recipe.method == "lora":
-            from peft import set_peft_model_state_dict
-
             set_peft_model_state_dict(model, load_file(str(directory / "adapter_model.safetensors")))
         else:
             state = {}
@@ -338,8 +328,6 @@ class Trainer:
 
     def setup_logging(self, start: StartPoint, total_steps: int, main: bool) -> tuple:
         """The run's logger (metrics.jsonl, TensorBoard, W&B) and progress bar; both silent off the main process."""
-        from writetune.train.logs import Progress, RunLogger
-
         lg = self.recipe.log
         logger = RunLogger(self.run_dir, enabled=main, tensorboard=lg.tensorboard, wandb=lg.wandb,
                            wandb_project=lg.wandb_project, resume_step=start.resumed_from,
@@ -349,10 +337,6 @@ class Trainer:
 
     def setup_eval(self, dev_records: list[Record], loaded) -> DevEvaluation:
         """The dev-loss examples (`eval.loss_examples` dev records, drawn by seed) and the generation subsets."""
-        import numpy as np
-
-        from writetune.train.indev import select_subsets
-
         e = self.recipe.eval
         if not dev_records:
             return DevEvaluation(loss_examples=[], subsets=[])
@@ -378,8 +362,6 @@ class Trainer:
     def accumulate(self, step_index: int) -> tuple[float, int]:
         """Forward and backward over this process's rows of a step, leaving the step's gradients in `.grad`.
         Returns (the step's loss over all processes, real tokens in the step over all processes)."""
-        import torch
-
         rows = self.data.plan.rows_for(step_index, self.runtime.rank)
         total_targets = self.step_targets(step_index)
         scale = self.runtime.world / total_targets  # processes average gradients; undo that to get a global token mean
@@ -413,8 +395,6 @@ class Trainer:
         return loss, self.update(), tokens
 
     def dev_loss(self) -> float | None:
-        import torch
-
         if not self.dev.loss_examples:
             return None
         rows = pack(range(len(self.dev.loss_examples)), [len(ex) for ex in self.dev.loss_examples],
@@ -432,11 +412,6 @@ class Trainer:
 
     def evaluate(self, step: int) -> dict:
         """Dev loss on all processes, then generation + metrics on the main process."""
-        import torch
-
-        from writetune.models import LoadedModel
-        from writetune.train.indev import run_generation_eval
-
         started = time.perf_counter()
         record = {"kind": "eval", "step": step, "dev_loss": self.dev_loss()}
         if self.runtime.main and self.dev.subsets:
@@ -457,8 +432,6 @@ class Trainer:
         return record
 
     def save_checkpoint(self, step: int) -> None:
-        import torch
-
         state = {"step": step, "epoch": self.data.plan.epoch_of_step[step - 1], "tokens": self.tokens_seen,
                  "plan": self.data.plan.fingerprint(), "world_size": self.runtime.world,
                  "total_steps": self.total_steps}
@@ -481,9 +454,6 @@ class Trainer:
     def save_model(self, directory: Path) -> None:
         """The trainable weights as a loadable model: an adapter (base = the recipe's spec) or full weights, with
         the tokenizer and prompt_format.json."""
-        from writetune.prompt import save_prompt_format
-        from writetune.train import attention
-
         model = self.runtime.acc.unwrap_model(self.model)
         state = self.runtime.acc.get_state_dict(self.model) if self.runtime.fsdp else None
         if self.runtime.main:
@@ -554,10 +524,6 @@ class Trainer:
 
     def hardware(self) -> str:
         """What trained: the number of processes and the device (the GPU's name, or the CPU's core count)."""
-        import os
-
-        import torch
-
         if self.runtime.device.type == "cuda":
             what = torch.cuda.get_device_name(self.runtime.device)
         else:

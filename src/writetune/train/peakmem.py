@@ -16,18 +16,18 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+from torch.profiler import ProfilerActivity, profile
+
 
 def step_peak_bytes(step: Callable[[], object], device) -> int:
     """Run `step()` once and return the peak bytes of live tensors on `device` during it."""
-    import torch
-
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         step()
         torch.cuda.synchronize(device)
         return int(torch.cuda.max_memory_allocated(device))
-    from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
         step()

@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from writetune.config import RecipeError, read_yaml_mapping, validate
+from writetune.metrics import get_metric
+from writetune.tasks import get_task
 
 LLAMA_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # keys whose change would make a resumed run differ from the run it continues
@@ -38,7 +40,7 @@ class LoraSettings(_Strict):
 
     def peft_config(self):
         """These settings as PEFT's LoraConfig for a causal LM (no bias training)."""
-        from peft import LoraConfig
+        from peft import LoraConfig  # torch loads on use (through peft): reading a recipe does not need it
 
         return LoraConfig(r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout,
                           target_modules=list(self.target_modules), bias="none", task_type="CAUSAL_LM")
@@ -188,14 +190,10 @@ class TrainRecipe(_Strict):
 
 
 def _check_task(name: str) -> None:
-    from writetune.tasks import get_task
-
     get_task(name)  # raises UnknownTaskError (a ValueError) naming the known tasks
 
 
 def _check_metric(name: str) -> None:
-    from writetune.metrics import get_metric
-
     get_metric(name)
 
 
