@@ -1,8 +1,8 @@
 """Editing whole documents from the shell: the prose of a (Markdown) document goes through the same edit service
 as `/v1/edit`, in-process, and the result is the edited text, a unified diff, or `/v1/edit`'s JSON shape.
 
-`DocumentEditor` runs the server's app without a socket: its lifespan starts the batcher, and each prose segment
-(see `writetune.markdown`) is one edit request, several in flight at a time so that their sentences share model
+`DocumentEditor` runs the server's app without a socket: its lifespan starts the scheduler, and each prose segment
+(see `writetune.markdown`) is one edit request, several in flight at a time so that their sentences share engine
 batches. Edits that would touch a protected range (inline code, a URL, the layout of a wrapped line) are dropped, so
 everything outside prose stays byte-identical. `write_in_place` replaces a file atomically after keeping a backup.
 """
