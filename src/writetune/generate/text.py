@@ -1,7 +1,8 @@
 """Request text, written once for every backend: the prompt a completion model sees (`render_prompt`), the same
 conversation as chat messages (`render_messages`), cutting generated tokens at the first stop token and text at the
-first stop string, a token estimate for remote tokenizers, and `TextStream`, which turns one sequence's tokens into
-text pieces as they are generated so that the pieces join to exactly the finished answer."""
+first stop string, a finished sequence's answer text (`answer_from_tokens`), a token estimate for remote tokenizers,
+and `TextStream`, which turns one sequence's tokens into text pieces as they are generated so that the pieces join to
+exactly the finished answer."""
 
 from __future__ import annotations
 
@@ -53,6 +54,13 @@ def cut_at_stop_token(ids: Sequence[int], stop_ids: Iterable[int]) -> list[int]:
         if token in stop:
             return list(ids[:pos])
     return list(ids)
+
+
+def answer_from_tokens(tokenizer, fmt: PromptFormat, stop_ids: Iterable[int], ids: Sequence[int]) -> tuple[str, int]:
+    """A finished sequence's answer: its generated tokens cut at the first stop token, decoded without special
+    tokens and stripped as the prompt format says; with the number of answer tokens kept."""
+    kept = cut_at_stop_token(ids, stop_ids)
+    return fmt.strip_response(tokenizer.decode(kept, skip_special_tokens=True)), len(kept)
 
 
 def cut_at_stop_string(text: str, stops: Sequence[str]) -> tuple[str, bool]:

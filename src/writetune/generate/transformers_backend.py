@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from writetune.generate.api import DecodingConfig, Request, token_budget
 from writetune.generate.engine import GreedyEngine, Sampler
-from writetune.generate.text import TextStream, cut_at_stop_token, render_prompt
+from writetune.generate.text import TextStream, answer_from_tokens, render_prompt
 from writetune.models import LoadedModel
 from writetune.prompt import stop_token_ids, token_ids
 
@@ -164,6 +164,6 @@ class TransformersGenerator:
         return outputs
 
     def _decode(self, ids: list[int]) -> str:
-        ids = cut_at_stop_token(ids, self.stop_ids)
-        self.tokens_generated += len(ids)
-        return self.fmt.strip_response(self.tokenizer.decode(ids, skip_special_tokens=True))
+        text, kept = answer_from_tokens(self.tokenizer, self.fmt, self.stop_ids, ids)
+        self.tokens_generated += kept
+        return text

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from writetune.generate.api import DecodingConfig, token_budget
 from writetune.generate.extras import missing_extra
-from writetune.generate.text import cut_at_stop_token, render_prompt
+from writetune.generate.text import answer_from_tokens, render_prompt
 from writetune.models import resolve
 from writetune.prompt import format_for_tokenizer, load_prompt_format, stop_token_ids, token_ids
 
@@ -71,7 +71,8 @@ class VllmGenerator:
                 for i, out in zip(indices, outs):
                     best = out.sequences[0]
                     new = list(best.tokens[len(prompts[i]["prompt_token_ids"]):])
-                    texts[i] = self._finish(new)
+                    texts[i], kept = answer_from_tokens(self.tokenizer, self.fmt, self.stop_ids, new)
+                    self.tokens_generated += kept
                 if on_batch is not None:
                     on_batch(len(indices))
             return texts
@@ -85,8 +86,3 @@ class VllmGenerator:
         if on_batch is not None:
             on_batch(len(requests))
         return texts
-
-    def _finish(self, ids: list[int]) -> str:
-        ids = cut_at_stop_token(ids, self.stop_ids)
-        self.tokens_generated += len(ids)
-        return self.fmt.strip_response(self.tokenizer.decode(ids, skip_special_tokens=True))
