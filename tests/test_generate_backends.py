@@ -245,6 +245,20 @@ def _fake_vllm(tokenizer, calls):
                 outs.append(types.SimpleNamespace(outputs=[completion]))
             return outs
 
+        def beam_search(self, prompts, params):
+            calls.append(("beam_search", prompts, params))
+            answer = tokenizer("Done.", add_special_tokens=False)["input_ids"]
+            stop = tokenizer("<|im_end|>", add_special_tokens=False)["input_ids"]
+            return [types.SimpleNamespace(sequences=[types.SimpleNamespace(
+                tokens=list(p["prompt_token_ids"]) + answer + stop + answer)]) for p in prompts]
+
+    class BeamSearchParams:
+        def __init__(self, beam_width, max_tokens):
+            self.beam_width, self.max_tokens = beam_width, max_tokens
+
+    sampling = types.ModuleType("vllm.sampling_params")
+    sampling.BeamSearchParams = BeamSearchParams
+    module.sampling_params = sampling
     module.LLM, module.SamplingParams = LLM, SamplingParams
     return module
 
@@ -264,6 +278,20 @@ def test_vllm_adapter_sends_rendered_token_ids_budgets_and_stops(monkeypatch, ti
         assert param.kwargs["max_tokens"] == tiny_generator.budget(request, decoding)
         assert param.kwargs["temperature"] == 0.0
         assert set(param.kwargs["stop_token_ids"]) == set(tiny_generator.stop_ids)
+
+
+def test_vllm_beam_answers_end_at_the_stop_token(monkeypatch, tiny_model_dir, tiny_generator):
+    calls = []
+    fake = _fake_vllm(tiny_generator.tokenizer, calls)
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", fake.sampling_params)
+    generator = make_generator(str(tiny_model_dir), backend="vllm")
+    answers = generator.generate(REQUESTS[:2], DecodingConfig.parse("beam4"))
+    assert answers == ["Done."] * 2  # the tokens after the stop token are dropped
+    done = len(tiny_generator.tokenizer("Done.", add_special_tokens=False)["input_ids"])
+    assert generator.tokens_generated == 2 * done
+    beams = [call[2] for call in calls if call[0] == "beam_search"]
+    assert beams and all(p.beam_width == 4 for p in beams)
 
 
 def test_llamacpp_adapter_renders_prompts_and_refuses_beam(monkeypatch):
