@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,6 @@ from writetune.data.evalsets import SUITES
 from writetune.data.recipe import DATA_ENV, load_mix_recipe, resolve_data_dir
 from writetune.data.record import MANIFEST_FILE
 from writetune.generate import DecodingConfig
-from writetune.generate.api import DecodingConfig
 from writetune.train.recipe import load_train_recipe
 
 RUN_RECIPE_COPY = "run.yaml"
@@ -82,6 +82,13 @@ class RunResult:
     stages: dict[str, str] = field(default_factory=dict)  # stage -> "done" | "skipped (already complete)" | ...
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds in this invocation
     results: dict | None = None
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Record the wall time of the block as `stage`'s."""
+        started = time.perf_counter()
+        yield
+        self.seconds[stage] = time.perf_counter() - started
 
     def format_stages(self) -> list[str]:
         """One line per stage: its state and, where it ran here, its wall time."""
@@ -221,18 +228,16 @@ def run_pipeline(recipe_path: str | Path, out: str | Path, *, data_dir: str | Pa
     if processes.is_main:
         claim_output_dir(out, recipe_path, RUN_RECIPE_COPY, load_run_recipe, "a run")
         say("stage 1/3: building the instruction mix")
-        started = time.perf_counter()
-        result.stages["data"] = build_stage(relative_to(recipe_path, recipe.data), out / DATA_DIR, data_root, say)
-        result.seconds["data"] = time.perf_counter() - started
+        with result.timed("data"):
+            result.stages["data"] = build_stage(relative_to(recipe_path, recipe.data), out / DATA_DIR, data_root, say)
     else:
         result.stages["data"] = NOT_MAIN
     processes.barrier()
     # the training run directory is `out` itself, so `out` is a model spec
     say("stage 2/3: training")
-    started = time.perf_counter()
-    train_recipe, result.stages["train"] = train_stage(relative_to(recipe_path, recipe.train), recipe.train_set,
-                                                       out / DATA_DIR, out, say)
-    result.seconds["train"] = time.perf_counter() - started
+    with result.timed("train"):
+        train_recipe, result.stages["train"] = train_stage(relative_to(recipe_path, recipe.train), recipe.train_set,
+                                                           out / DATA_DIR, out, say)
     processes.barrier()
     if not processes.is_main:
         result.stages["eval"] = NOT_MAIN
@@ -240,10 +245,9 @@ def run_pipeline(recipe_path: str | Path, out: str | Path, *, data_dir: str | Pa
     config = eval_config(recipe.eval, [f"{TUNED_SYSTEM}={out.resolve()}"], train_recipe.model, data_root,
                          out / EVAL_DIR)
     say("stage 3/3: evaluating " + ", ".join(config.models))
-    started = time.perf_counter()
-    result.results = run_evaluation(config)  # also writes report.md, results.csv and plots/ into the eval dir
+    with result.timed("eval"):
+        result.results = run_evaluation(config)  # also writes report.md, results.csv and plots/ into the eval dir
     result.stages["eval"] = "done"
-    result.seconds["eval"] = time.perf_counter() - started
     return result
 
 
