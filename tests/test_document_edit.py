@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from writetune.cli import app
 from writetune.document_edit import DocumentEditor, unified_diff
 from writetune.markdown import prose_segments
-from writetune.serve import ServedModel
 from writetune.serve.edits import apply_edits
 
 runner = CliRunner()
@@ -53,11 +52,6 @@ def test_prose_segments_leave_out_code_front_matter_tables_and_markup():
     assert prose_segments("One paragraph.\n\nAnd   another one.\n") != []
     assert [s.model_text("Plain text.\nWrapped.") for s in prose_segments("Plain text.\nWrapped.")] == [
         "Plain text. Wrapped."]
-
-
-@pytest.fixture(scope="module")
-def tiny_served(tiny_model_dir):
-    return ServedModel.load(str(tiny_model_dir), device="cpu", model_id="tiny")
 
 
 def test_document_editor_edits_prose_only_and_reports_progress(tiny_served):

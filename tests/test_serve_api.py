@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from writetune.cli import app as cli_app
 from writetune.generate import DecodingConfig, Request
-from writetune.serve import ServedModel, ServeSettings, create_app
+from writetune.serve import ServeSettings, create_app
 from writetune.serve.edits import apply_edits, split_sentences
 from writetune.tasks import get_task
 
@@ -17,13 +17,8 @@ TEXT = "She go to school every day. He buyed apples yesterday!\nThe cats is slee
 
 
 @pytest.fixture(scope="module")
-def served(tiny_model_dir):
-    return ServedModel.load(str(tiny_model_dir), device="cpu", model_id="tiny")
-
-
-@pytest.fixture(scope="module")
-def client(served):
-    app = create_app(served, ServeSettings(model="tiny", max_new_tokens=64, rewrite_check=False))
+def client(tiny_served):
+    app = create_app(tiny_served, ServeSettings(model="tiny", max_new_tokens=64, rewrite_check=False))
     with TestClient(app, base_url="http://localhost") as c:
         yield c
 
@@ -47,7 +42,7 @@ def test_models_tasks_health_and_page(client):
         assert client.get(asset).status_code == 200
 
 
-def test_chat_completion_plain_and_streamed(client, served):
+def test_chat_completion_plain_and_streamed(client, tiny_served):
     body = {"model": "anything", "messages": [{"role": "system", "content": "Be brief."},
                                               {"role": "user", "content": "Fix the grammar: she go home."}],
             "max_tokens": 12}
@@ -55,7 +50,7 @@ def test_chat_completion_plain_and_streamed(client, served):
     choice = answer["choices"][0]
     assert answer["object"] == "chat.completion" and answer["model"] == "tiny"
     assert choice["message"]["role"] == "assistant" and choice["finish_reason"] in ("stop", "length")
-    expected = served.generator.generate([Request("Fix the grammar: she go home.", system="Be brief.")],
+    expected = tiny_served.generator.generate([Request("Fix the grammar: she go home.", system="Be brief.")],
                                          DecodingConfig(max_new_tokens=12, length_ratio=0, length_slack=12))[0]
     assert choice["message"]["content"] == expected  # the whole conversation, rendered with the model's format
     assert answer["usage"]["total_tokens"] == answer["usage"]["prompt_tokens"] + answer["usage"]["completion_tokens"]
@@ -100,7 +95,7 @@ def test_completions_plain_list_and_streamed(client):
     assert events[-1]["choices"][0]["finish_reason"] == one["choices"][0]["finish_reason"]
 
 
-def test_edit_offsets_reproduce_the_output(client, served):
+def test_edit_offsets_reproduce_the_output(client, tiny_served):
     result = client.post("/v1/edit", json={"task": "grammar", "text": TEXT}).json()
     assert result["task"] == "grammaticality" and result["sentences"] == 3
     edits = result["edits"]
@@ -111,7 +106,7 @@ def test_edit_offsets_reproduce_the_output(client, served):
     assert apply_edits(TEXT, edits) == result["output"]
     # the output is each sentence as the model edits it on its own, with the text between sentences kept
     spans = split_sentences(TEXT)
-    answers = served.generator.generate([Request(get_task("grammar").instruction, TEXT[s:e]) for s, e in spans],
+    answers = tiny_served.generator.generate([Request(get_task("grammar").instruction, TEXT[s:e]) for s, e in spans],
                                         DecodingConfig(max_new_tokens=64))
     rebuilt, pos = "", 0
     for (s, e), answer in zip(spans, answers):

@@ -39,11 +39,6 @@ class SpyGenerator:
         return self.real.generate(requests, decoding, on_batch=on_batch)
 
 
-@pytest.fixture(scope="module")
-def tiny_served(tiny_model_dir):
-    return ServedModel.load(str(tiny_model_dir), device="cpu", model_id="tiny")
-
-
 def spy_served(tiny_served):
     spy = SpyGenerator(tiny_served.generator)
     return spy, ServedModel(spy, tiny_served.tokenizer, "tiny", tiny_served.prompt_format)

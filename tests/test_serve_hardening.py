@@ -55,11 +55,6 @@ class FaultyGenerator:
             self.returned.set()
 
 
-@pytest.fixture(scope="module")
-def tiny_served(tiny_model_dir):
-    return ServedModel.load(str(tiny_model_dir), device="cpu", model_id="tiny")
-
-
 def faulty(tiny_served, pause_s: float = 0.0):
     generator = FaultyGenerator(tiny_served.generator, pause_s)
     return generator, ServedModel(generator, tiny_served.tokenizer, "tiny", tiny_served.prompt_format)

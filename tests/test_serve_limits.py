@@ -39,11 +39,6 @@ class GatedGenerator:
             self.finished.release()
 
 
-@pytest.fixture(scope="module")
-def tiny_served(tiny_model_dir):
-    return ServedModel.load(str(tiny_model_dir), device="cpu", model_id="tiny")
-
-
 def gated(tiny_served):
     gate = GatedGenerator(tiny_served.generator)
     return gate, ServedModel(gate, tiny_served.tokenizer, "tiny", tiny_served.prompt_format)

@@ -44,11 +44,6 @@ class SlowGenerator:
         return engine
 
 
-@pytest.fixture(scope="module")
-def tiny_served(tiny_model_dir):
-    return ServedModel.load(str(tiny_model_dir), device="cpu", model_id="tiny")
-
-
 def slow_server(tiny_served, delay_s=0.15, **settings):
     slow = SlowGenerator(tiny_served.generator, delay_s)
     served = ServedModel(slow, tiny_served.tokenizer, "tiny", tiny_served.prompt_format)
