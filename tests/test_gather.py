@@ -74,6 +74,22 @@ def test_cost_columns_come_from_the_evaluation(data, tmp_path):
     assert any(line.startswith("| copy |") for line in cost_lines)
 
 
+def test_a_trained_rows_cost_is_kept_in_the_document_after_its_run_is_gone(data, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    trained = {"wall_s": 1234.0, "hardware": "2-core test CPU", "method": "lora", "trainable_params": 4884480,
+               "total_params": 139399488}
+    (run / "train_result.json").write_text(json.dumps(trained))
+    out = evaluate(data, tmp_path / "e", ["copy", f"tuned={run}"])
+    assert json.loads((out / "results.json").read_text())["cost"]["tuned"] == trained
+    for item in run.iterdir():
+        item.unlink()
+    run.rmdir()
+    text = write_results_page([out], tmp_path / "page").read_text()
+    tuned_cost = next(line for line in text.split("## Cost", 1)[1].splitlines() if line.startswith("| tuned |"))
+    assert "| 20.6 min (lora) | 2-core test CPU | 4,884,480 / 139,399,488 |" in tuned_cost
+
+
 @pytest.mark.parametrize("change, key", [
     ({"sets": ["jfleg", "asset"]}, "key 'sets'"),
     ({"bootstrap": 30}, "signature"),

@@ -18,14 +18,13 @@ adapter), generation tokens/s and peak memory while generating, wherever the run
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from writetune.atomic import write_text_atomic
-from writetune.models import ModelSpecError, resolve
+from writetune.evaluate.cost import model_cost
 from writetune.pipeline import EVAL_DIR
 from writetune.report import (
     ALPHA,
@@ -128,7 +127,8 @@ def gather(sources: list[Source]) -> dict:
     first = sources[0].document
     baseline = first.get("baseline")
     merged = {key: first.get(key) for key in ("sets", "task_order", "skipped", "not_evaluated")}
-    merged.update(suite=first.get("suite"), baseline=baseline, systems={}, system_info={}, timing={}, origin={})
+    merged.update(suite=first.get("suite"), baseline=baseline, systems={}, system_info={}, timing={}, cost={},
+                  origin={})
     identities: dict[str, dict] = {}
     for source in sources:
         document = source.document
@@ -148,10 +148,12 @@ def gather(sources: list[Source]) -> dict:
             merged["systems"][row] = rows
             merged["system_info"][row] = (document.get("system_info") or {}).get(name, {})
             merged["timing"][row] = generation.get(name, {})
+            if name in (document.get("cost") or {}):
+                merged["cost"][row] = document["cost"][name]
             merged["origin"][row] = str(source.root)
     # the base row first
     order = [baseline] + [name for name in merged["systems"] if name != baseline]
-    for key in ("systems", "system_info", "timing", "origin"):
+    for key in ("systems", "system_info", "timing", "cost", "origin"):
         merged[key] = {name: merged[key][name] for name in order if name in merged[key]}
     return merged
 
@@ -185,37 +187,13 @@ def detectable_differences(document: dict) -> dict[tuple[str, str], float | None
 # cost
 
 
-def _directory_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
-
-
-def _model_location(spec: str) -> Path | None:
-    """Where a system's weights lie on disk (a run's model/, a model directory, the base model's converted copy)."""
-    try:
-        resolved = resolve(spec, convert=False)
-    except (ModelSpecError, OSError, ValueError):
-        return None
-    path = Path(resolved.path)
-    return path if path.exists() else None
-
-
 def system_cost(document: dict, name: str) -> dict[str, Any]:
-    """What is known of a system's cost: training (from its run's train_result.json), size on disk, generation
-    speed and peak memory (from the evaluation's timing)."""
+    """What is known of a system's cost: training and size on disk (recorded by the evaluation; read off the disk
+    for a document written before it recorded them), generation speed and peak memory (from the evaluation's
+    timing)."""
+    recorded = (document.get("cost") or {}).get(name)
     info = (document.get("system_info") or {}).get(name) or {}
-    spec = info.get("model") or ""
-    cost: dict[str, Any] = {}
-    if spec and spec != "copy":
-        run = Path(spec)
-        result = run / "train_result.json"
-        if result.is_file():
-            trained = json.loads(result.read_text(encoding="utf-8"))
-            cost.update({key: trained.get(key) for key in ("wall_s", "hardware", "method", "trainable_params",
-                                                            "total_params")})
-        location = _model_location(spec)
-        if location is not None:
-            cost["disk_bytes"] = _directory_bytes(location)
-            cost["disk_what"] = "adapter" if (location / "adapter_config.json").is_file() else "weights"
+    cost: dict[str, Any] = dict(recorded) if recorded is not None else model_cost(info.get("model") or "")
     timing = (document.get("timing") or {}).get(name) or {}
     seconds = sum(t.get("seconds", 0) for t in timing.values())
     tokens = sum(t.get("tokens", 0) for t in timing.values())
@@ -290,9 +268,10 @@ def results_page(document: dict, sources: list[Source], plots: dict[str, str]) -
         "differences below it are ones the set is too small to show.\n")
     parts.append("\n## Cost\n")
     parts.append(cost_table(document))
-    parts.append("\nTraining: wall time and hardware of the run (train_result.json); on disk: the run's model/ (for "
-                 "LoRA the adapter, which also needs the base model) or the base model's weights; tokens/s and peak "
-                 "memory: while the evaluation generated (on CPU the whole process's peak resident set).\n")
+    parts.append("\nTraining: wall time and hardware of the run (its train_result.json, recorded when it was "
+                 "evaluated); on disk: the run's model/ (for LoRA the adapter, which also needs the base model) or the "
+                 "base model's weights; tokens/s and peak memory: while the evaluation generated (on CPU the whole "
+                 "process's peak resident set).\n")
     if plots:
         parts.append("\n## Plots\n")
         parts.extend(f"![{title}]({path})" for title, path in plots.items())

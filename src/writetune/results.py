@@ -5,7 +5,7 @@ CLI read.
 the set's metric order (a set with one metric has a list of one). Every record says which way is better (`better`:
 higher, lower, or neither for a description of the answers such as their length), so that a reader ranks and marks
 values without a table of metric names of its own. The other keys describe the run: the baseline row, the suite, the
-sets, what was skipped or not evaluated, the systems' settings, the configuration and the timing.
+sets, what was skipped or not evaluated, the systems' settings, the configuration, the timing and what each system cost to train and store.
 
 The types are `TypedDict`s: the document is plain JSON in memory and on disk, and these say what its keys hold.
 """
@@ -76,6 +76,7 @@ class ResultsDocument(TypedDict):
     system_info: dict[str, dict[str, Any]]
     config: dict[str, Any]
     timing: dict[str, Any]  # {"wall_seconds", "generation": {row: {set: {...}}}}
+    cost: NotRequired[dict[str, dict[str, Any]]]  # row -> training and disk (writetune.evaluate.cost.model_cost)
     task_order: list[str]
 
 

@@ -16,6 +16,7 @@ from writetune.data.readers import Example
 from writetune.data.tokenization import match_key
 from writetune.evaluate.answers import answer_record, item_request, reached_budget, set_decoding
 from writetune.evaluate.config import EvalConfig, EvalConfigError
+from writetune.evaluate.cost import model_cost
 from writetune.evaluate.scoring import Scored, compare_with_baseline, score_set
 from writetune.evaluate.sets import SetData, load_set, select_sets
 from writetune.evaluate.shots import few_shot_examples
@@ -156,6 +157,7 @@ class Evaluation:
                 "threads": config.threads,
             },
             "timing": {"wall_seconds": round(seconds, 1), "generation": self.timing},
+            "cost": {s.name: model_cost(s.model) for s in self.systems},
             "task_order": [t.name for t in all_tasks()],
         }
 
