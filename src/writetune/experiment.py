@@ -12,6 +12,13 @@ directory:
                             named after it, significance against the base model; report.md, results.csv, plots/
     DIR/eval/plots/curve.png   when variants carry `x` values: each set's first metric against x, with 95% intervals
 
+Trainings shared by several grids (`shared_trainings`, `writetune experiment --share-trainings TRAININGS`): a
+variant's training runs in TRAININGS/<key>/ and DIR/runs/<variant> links to it, where the key is a digest of what
+the model depends on: the mix's train and dev records and every training setting except the paths. Another grid (or
+variant) that trains the same model on the same records finds it there and skips the training, so the study's
+reference training (the quickstart's mix at the study budget) runs once, not once per grid. A lock file makes a
+second process that needs the same training, a grid run beside this one, wait for it rather than train it again.
+
 Every stage is skipped when complete and resumes when interrupted, and several processes (`accelerate launch`)
 share the work, as in `writetune run`. Before anything is built, every variant is checked: its name is given once
 (YAML itself would silently keep the last of two equal keys), does not collide with another variant's file name or a
@@ -21,9 +28,13 @@ An evaluation may name several suites (`suite: writing-dev,general`).
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +43,8 @@ from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from writetune.config import RecipeError, load_validated
+from writetune.data.record import DEV_FILE, TRAIN_FILE
+from writetune.digest import file_sha256
 from writetune.evaluate import run_evaluation, split_row_name
 from writetune.models import ModelSpecError, resolve
 from writetune.pipeline import (
@@ -41,6 +54,7 @@ from writetune.pipeline import (
     FEW_SHOT_BASE,
     NOT_MAIN,
     EvalStage,
+    StageClock,
     build_stage,
     claim_output_dir,
     current_processes,
@@ -98,11 +112,23 @@ class Grid(BaseModel):
 
 
 @dataclass
-class ExperimentResult:
+class ExperimentResult(StageClock):
     out: Path
     stages: dict[str, dict[str, str]] = field(default_factory=dict)  # variant -> {"data": ..., "train": ...}
     results: dict | None = None
     curve: Path | None = None
+
+    def format_stages(self) -> list[str]:
+        """One line per variant with its stages' states and, where they ran here, their wall times; then the
+        evaluation's."""
+        def state(key: str, value: str) -> str:
+            return value + (f" ({self.seconds[key]:.0f} s)" if key in self.seconds else "")
+        lines = [f"{variant}: " + ", ".join(f"{stage} {state(f'{variant} {stage}', value)}"
+                                             for stage, value in stages.items())
+                 for variant, stages in self.stages.items()]
+        if "eval" in self.seconds:
+            lines.append(f"eval: {self.seconds['eval']:.0f} s")
+        return lines
 
 
 def _repeated_variant(path: str | Path) -> tuple[str, int] | None:
@@ -140,8 +166,10 @@ def load_grid(path: str | Path) -> Grid:
 
 
 def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
+                   shared_trainings: str | Path | None = None,
                    log: Callable[[str], None] | None = None) -> ExperimentResult:
-    """Build, train and evaluate every variant of a grid into `out` (or continue where a previous call stopped)."""
+    """Build, train and evaluate every variant of a grid into `out` (or continue where a previous call stopped);
+    with `shared_trainings`, the trainings are kept there and reused by every grid that names the same directory."""
     say = log or (lambda message: None)
     grid_path, out = Path(grid_path), Path(out)
     grid = load_grid(grid_path)
@@ -160,15 +188,20 @@ def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Pa
         mix_recipe = (relative_to(grid_path, variant.data) if variant.data else relative_to(run_path, recipe.data)).resolve()
         if mix_recipe not in mixes:
             mixes[mix_recipe] = out / DATA_DIR / _unique_stem(mix_recipe, mixes.values())
+        mix_dir = mixes[mix_recipe]
         train_recipe = relative_to(grid_path, variant.train) if variant.train else relative_to(run_path, recipe.train)
+        train_set = {**recipe.train_set, **grid.train_set, **variant.train_set}
         say(f"variant {index}/{len(grid.variants)} '{name}': mix {mix_recipe.name}, training {train_recipe.name}")
         stages = result.stages.setdefault(name, {})
-        stages["data"] = build_stage(mix_recipe, mixes[mix_recipe], data_root, say) if processes.is_main else NOT_MAIN
+        with result.timed(f"{name} data"):
+            stages["data"] = build_stage(mix_recipe, mix_dir, data_root, say) if processes.is_main else NOT_MAIN
         processes.barrier()
-        trained, stages["train"] = train_stage(train_recipe, {**recipe.train_set, **grid.train_set, **variant.train_set},
-                                               mixes[mix_recipe], out / RUNS_DIR / name, say)
+        run_dir = out / RUNS_DIR / name
+        with result.timed(f"{name} train"), _training_place(run_dir, shared_trainings, train_recipe, train_set,
+                                                            mix_dir, processes, say) as place:
+            trained, stages["train"] = train_stage(train_recipe, train_set, mix_dir, place, say)
         base_models.append(trained.model)
-        systems.append(f"{name}={(out / RUNS_DIR / name).resolve()}")
+        systems.append(f"{name}={run_dir.resolve()}")
         processes.barrier()
     if not processes.is_main:
         return result
@@ -178,11 +211,52 @@ def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Pa
             "(name the others in eval.baselines to get their rows)")
     config = eval_config(grid.eval or recipe.eval, systems, base_models[0], data_root, out / EVAL_DIR)
     say("evaluating " + ", ".join(config.models))
-    result.results = run_evaluation(config)
+    with result.timed("eval"):
+        result.results = run_evaluation(config)
     if all(v.x is not None for v in grid.variants.values()):
         xs = {name: v.x for name, v in grid.variants.items()}
         result.curve = plot_curve(result.results, xs, grid.x_label or "x", out / EVAL_DIR / "plots" / CURVE_PLOT)
     return result
+
+
+def training_key(train_recipe: Path, train_set: dict[str, object], mix_dir: Path) -> str:
+    """What a training's model depends on, as a digest: the mix's train and dev records and every setting of the
+    validated training recipe except where it reads and writes."""
+    settings = load_train_recipe(train_recipe, settings={**train_set, "data": ".", "output_dir": "."})
+    payload = {
+        "train": file_sha256(mix_dir / TRAIN_FILE),
+        "dev": file_sha256(mix_dir / DEV_FILE) if (mix_dir / DEV_FILE).is_file() else None,
+        "settings": settings.model_dump(mode="json", exclude={"data", "output_dir"}),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+@contextmanager
+def _training_place(run_dir: Path, shared: str | Path | None, train_recipe: Path, train_set: dict[str, object],
+                    mix_dir: Path, processes, say: Callable[[str], None]) -> Iterator[Path]:
+    """Where the variant trains: `run_dir` itself without shared trainings (or when it already holds a run of its
+    own); else the shared training of its key, which `run_dir` links to, held under a lock while it trains."""
+    if shared is None or (run_dir.is_dir() and not run_dir.is_symlink()):
+        yield run_dir
+        return
+    key = training_key(train_recipe, train_set, mix_dir)
+    place = Path(shared).resolve() / key
+    if not processes.is_main:
+        yield place
+        return
+    place.parent.mkdir(parents=True, exist_ok=True)
+    if run_dir.is_symlink() and run_dir.resolve() != place:
+        raise GridError(f"{run_dir}: links to {run_dir.resolve()}, but this variant's training is now {place} (its "
+                        "mix or training settings changed); remove the link to train again")
+    with open(place.parent / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second grid needing this training waits here for the first
+        if not run_dir.is_symlink():
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            run_dir.symlink_to(place, target_is_directory=True)
+        say(f"training {key} in {place} (shared)")
+        processes.barrier()
+        yield place
+        processes.barrier()
 
 
 def check_variants(grid: Grid, grid_path: Path, recipe, run_path: Path) -> None:

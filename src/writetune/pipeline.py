@@ -77,11 +77,10 @@ class RunRecipe(BaseModel):
 
 
 @dataclass
-class RunResult:
-    out: Path
-    stages: dict[str, str] = field(default_factory=dict)  # stage -> "done" | "skipped (already complete)" | ...
-    seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds in this invocation
-    results: dict | None = None
+class StageClock:
+    """The wall seconds of the named stages that ran in this invocation (a skipped stage has none)."""
+
+    seconds: dict[str, float] = field(default_factory=dict, kw_only=True)
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -89,6 +88,13 @@ class RunResult:
         started = time.perf_counter()
         yield
         self.seconds[stage] = time.perf_counter() - started
+
+
+@dataclass
+class RunResult(StageClock):
+    out: Path
+    stages: dict[str, str] = field(default_factory=dict)  # stage -> "done" | "skipped (already complete)" | ...
+    results: dict | None = None
 
     def format_stages(self) -> list[str]:
         """One line per stage: its state and, where it ran here, its wall time."""
