@@ -90,6 +90,26 @@ def test_a_trained_rows_cost_is_kept_in_the_document_after_its_run_is_gone(data,
     assert "| 20.6 min (lora) | 2-core test CPU | 4,884,480 / 139,399,488 |" in tuned_cost
 
 
+def test_sampled_seeds_get_mean_and_spread_and_each_row_its_seconds_per_100(data, tmp_path):
+    out = evaluate(data, tmp_path / "e", ["copy", "oracle", "other=echo"],
+                   decodings=["greedy", "sample@1", "sample@2", "sample@3"])
+    document = json.loads((out / "results.json").read_text())
+    seeded = [f"oracle [sample@{k}]" for k in (1, 2, 3)]
+    assert [document["system_info"][r]["decoding"].split(";")[1] for r in seeded] == \
+        [f"t=0.7,p=0.9,seed={k}" for k in (1, 2, 3)]
+    text = write_results_page([out], tmp_path / "page").read_text()
+    spread = text.split("## Sampling over seeds", 1)[1].split("## Cost", 1)[0]
+    row = next(line for line in spread.splitlines() if line.startswith("| oracle [sample, 3 seeds] |"))
+    scores = [document["systems"][r]["jfleg"][0]["score"] for r in seeded]
+    assert f"{statistics.mean(scores):.1f} ± {statistics.stdev(scores):.1f}" in row.split(" | ")[1]
+    assert any(line.startswith("| other [sample, 3 seeds] |") for line in spread.splitlines())
+    timing = document["timing"]["generation"]["oracle [greedy]"]
+    per_100 = 100 * sum(t["seconds"] for t in timing.values()) / sum(t["requests"] for t in timing.values())
+    cost_row = next(line for line in text.split("## Cost", 1)[1].splitlines() if line.startswith("| oracle [greedy] |"))
+    assert f"| {per_100:.1f} |" in cost_row
+    assert "## Sampling over seeds" in (out / "report.md").read_text()
+
+
 @pytest.mark.parametrize("change, key", [
     ({"sets": ["jfleg", "asset"]}, "key 'sets'"),
     ({"bootstrap": 30}, "signature"),

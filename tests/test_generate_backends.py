@@ -63,6 +63,10 @@ def test_decoding_names_parse():
     assert (beam.strategy, beam.num_beams, beam.name) == ("beam", 4, "beam4")
     assert DecodingConfig.parse("beam").num_beams == 4
     assert DecodingConfig.parse("sample", seed=3).describe().startswith("sample;t=0.7,p=0.9,seed=3")
+    seeded = DecodingConfig.parse("sample@5")
+    assert (seeded.name, seeded.seed) == ("sample@5", 5) and seeded.describe().startswith("sample;t=0.7,p=0.9,seed=5")
+    with pytest.raises(ValueError, match="sample@SEED"):
+        DecodingConfig.parse("sample@")
     for bad in ("nucleus", "beam1", "beamx"):
         with pytest.raises(ValueError):
             DecodingConfig.parse(bad)

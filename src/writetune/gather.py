@@ -13,7 +13,8 @@ true difference a paired comparison on that set detects with 80% power at alpha 
 z_0.8) x the standard error of the paired difference, read off the paired bootstrap's 95% interval of the
 difference, (high - low) / (2 z_0.975), and taken as the median over the systems compared with the base row. Then a
 cost table per system: training wall time and hardware, trainable parameters, model size on disk (a LoRA run: its
-adapter), generation tokens/s and peak memory while generating, wherever the run recorded them.
+adapter), generation tokens/s, seconds per 100 answers and peak memory while generating, wherever the run recorded
+them. Rows that sample one system with several seeds get a table of their mean and spread.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from writetune.report import (
     DELTA_PLOT,
     PLOTS_DIR,
     SCORES_PLOT,
+    SEED_SPREAD_NOTE,
     columns,
     plot_deltas,
     plot_scores,
     score_with_interval,
+    seed_spread_table,
     significance_mark,
     table_header,
 )
@@ -199,6 +202,9 @@ def system_cost(document: dict, name: str) -> dict[str, Any]:
     tokens = sum(t.get("tokens", 0) for t in timing.values())
     if seconds > 0 and tokens > 0:
         cost["tokens_per_s"] = tokens / seconds
+    generated = [t for t in timing.values() if t.get("requests", 0) > 0]
+    if generated:
+        cost["seconds_per_100"] = 100 * sum(t["seconds"] for t in generated) / sum(t["requests"] for t in generated)
     peaks = [(t["peak_memory_bytes"], t.get("peak_memory_measure", "")) for t in timing.values()
              if t.get("peak_memory_bytes")]
     if peaks:
@@ -218,7 +224,7 @@ def _size(n: float | None) -> str:
 
 def cost_table(document: dict) -> str:
     lines = ["| System | Training | Hardware | Trainable / total parameters | On disk | Generation tokens/s | "
-             "Peak memory (generating) |", "|---|---:|---|---:|---:|---:|---:|"]
+             "s / 100 sentences | Peak memory (generating) |", "|---|---:|---|---:|---:|---:|---:|---:|"]
     for name in document["systems"]:
         c = system_cost(document, name)
         training = f"{c['wall_s'] / 60:.1f} min ({c.get('method')})" if c.get("wall_s") else "–"
@@ -226,9 +232,11 @@ def cost_table(document: dict) -> str:
                   c.get("total_params") else "–")
         disk = f"{_size(c['disk_bytes'])} ({c['disk_what']})" if c.get("disk_bytes") else "–"
         speed = f"{c['tokens_per_s']:.0f}" if c.get("tokens_per_s") else "–"
+        per_100 = f"{c['seconds_per_100']:.1f}" if c.get("seconds_per_100") is not None else "–"
         memory = (f"{_size(c['peak_memory_bytes'])} ({c['peak_memory_measure'].replace('_', ' ')})"
                   if c.get("peak_memory_bytes") else "–")
-        lines.append(f"| {name} | {training} | {c.get('hardware') or '–'} | {params} | {disk} | {speed} | {memory} |")
+        lines.append(f"| {name} | {training} | {c.get('hardware') or '–'} | {params} | {disk} | {speed} | {per_100} | "
+                     f"{memory} |")
     return "\n".join(lines) + "\n"
 
 
@@ -266,12 +274,17 @@ def results_page(document: dict, sources: list[Source], plots: dict[str, str]) -
         "MDD: the smallest true difference from the base row that a paired comparison on that set detects with "
         "80% power (alpha 0.05, two-sided), from the paired bootstrap (median over the systems compared); "
         "differences below it are ones the set is too small to show.\n")
+    spread = seed_spread_table(document)
+    if spread:
+        parts.append("\n## Sampling over seeds\n")
+        parts.append(spread + "\n" + SEED_SPREAD_NOTE + "\n")
     parts.append("\n## Cost\n")
     parts.append(cost_table(document))
     parts.append("\nTraining: wall time and hardware of the run (its train_result.json, recorded when it was "
                  "evaluated); on disk: the run's model/ (for LoRA the adapter, which also needs the base model) or the "
                  "base model's weights; tokens/s and peak memory: while the evaluation generated (on CPU the whole "
-                 "process's peak resident set).\n")
+                 "process's peak resident set); s / 100 sentences: generation wall time per 100 answers, over the "
+                 "sets this evaluation generated (not those whose answers it reused).\n")
     if plots:
         parts.append("\n## Plots\n")
         parts.extend(f"![{title}]({path})" for title, path in plots.items())

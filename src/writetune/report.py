@@ -14,6 +14,8 @@ import csv
 import io
 import math
 import os
+import re
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -121,6 +123,51 @@ def markdown_table(document: dict, *, ci: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+_SEED = re.compile(r"(^|[;,])seed=\d+")
+
+
+def seed_groups(document: dict) -> dict[str, list[str]]:
+    """Rows that are one system sampled with different seeds (the same model, shots, backend, dtype and sampling
+    settings but the seed), two or more, under a label `NAME [sample, K seeds]`."""
+    groups: dict[tuple, list[str]] = {}
+    for name, info in (document.get("system_info") or {}).items():
+        decoding = info.get("decoding") or ""
+        if not decoding.startswith("sample;") or name not in document["systems"]:
+            continue
+        key = (info.get("model"), info.get("shots"), info.get("backend"), info.get("dtype"), _SEED.sub(r"\1", decoding))
+        groups.setdefault(key, []).append(name)
+    out = {}
+    for rows in groups.values():
+        if len(rows) > 1:
+            out[f"{rows[0].split(' [', 1)[0]} [sample, {len(rows)} seeds]"] = rows
+    return out
+
+
+def seed_spread_table(document: dict) -> str:
+    """For each seed group: every column's mean over the seeds ± their standard deviation, with the range. Empty
+    when no system was sampled with several seeds."""
+    groups = seed_groups(document)
+    if not groups:
+        return ""
+    cols = columns(document)
+    lines = table_header(cols)
+    for label, rows in groups.items():
+        row = [label]
+        for col in cols:
+            scores = [r["score"] for name in rows if (r := cell(document, name, col["set"], col["metric"]))]
+            if len(scores) < 2:
+                row.append("–")
+                continue
+            row.append(f"{statistics.mean(scores):.1f} ± {statistics.stdev(scores):.1f} "
+                       f"({min(scores):.1f}–{max(scores):.1f})")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+SEED_SPREAD_NOTE = ("Each cell: the mean over the seeds ± their standard deviation (the range in brackets): how much "
+                    "of a sampled row's score is the draw.")
+
+
 def csv_text(document: dict) -> str:
     """Long format: one row per system, set and metric."""
     buffer = io.StringIO()
@@ -165,6 +212,10 @@ def markdown_report(document: dict, plots: dict[str, str] | None = None) -> str:
         parts.append("")
     parts.append("\n## 95% confidence intervals (bootstrap)\n")
     parts.append(markdown_table(document, ci=True))
+    spread = seed_spread_table(document)
+    if spread:
+        parts.append("\n## Sampling over seeds\n")
+        parts.append(spread + "\n" + SEED_SPREAD_NOTE)
     parts.append("\n## Systems\n")
     for name, info in (document.get("system_info") or {}).items():
         details = ", ".join(f"{k}: {v}" for k, v in info.items() if v not in (None, 0, ""))

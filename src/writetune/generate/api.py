@@ -34,7 +34,7 @@ class Request:
         return self.input or self.instruction
 
 
-_DECODING_NAME = re.compile(r"^(greedy|beam(\d*)|sample)$")
+_DECODING_NAME = re.compile(r"^(greedy|beam(\d*)|sample(?:@(\d+))?)$")
 
 
 @dataclass(frozen=True)
@@ -64,14 +64,16 @@ class DecodingConfig:
 
     @property
     def name(self) -> str:
-        """Short label: `greedy`, `beam4`, `sample`."""
+        """Short label: `greedy`, `beam4`, `sample` (seed 0) or `sample@SEED`."""
         if self.strategy == "beam":
             return f"beam{self.num_beams}"
+        if self.strategy == "sample" and self.seed:
+            return f"sample@{self.seed}"
         return self.strategy
 
     def describe(self) -> str:
         """Every setting that changes the output, for signatures and resume checks."""
-        parts = [self.name]
+        parts = [f"beam{self.num_beams}" if self.strategy == "beam" else self.strategy]
         if self.strategy == "sample":
             parts.append(f"t={self.temperature:g},p={self.top_p:g},seed={self.seed}")
         parts.append(f"max_new={self.max_new_tokens},ratio={self.length_ratio:g},slack={self.length_slack}")
@@ -79,14 +81,18 @@ class DecodingConfig:
 
     @classmethod
     def parse(cls, name: str, **overrides) -> "DecodingConfig":
-        """`greedy`, `beam` (4 beams), `beamN` or `sample`, with other fields from `overrides`."""
+        """`greedy`, `beam` (4 beams), `beamN`, `sample` or `sample@SEED` (one row per seed: several seeds give a
+        mean and spread), with other fields from `overrides`."""
         match = _DECODING_NAME.match(name.strip().lower())
         if not match:
-            raise ValueError(f"unknown decoding '{name}' (expected greedy, beam, beamN such as beam4, or sample)")
+            raise ValueError(f"unknown decoding '{name}' (expected greedy, beam, beamN such as beam4, sample or "
+                             "sample@SEED such as sample@1)")
         if match.group(1) == "greedy":
             return cls(strategy="greedy", **overrides)
-        if match.group(1) == "sample":
-            return cls(strategy="sample", **overrides)
+        if match.group(1).startswith("sample"):
+            seed = int(match.group(3)) if match.group(3) else overrides.pop("seed", 0)
+            overrides.pop("seed", None)
+            return cls(strategy="sample", seed=seed, **overrides)
         beams = int(match.group(2)) if match.group(2) else overrides.pop("num_beams", 4)
         if beams < 2:
             raise ValueError(f"decoding '{name}': beam search needs at least 2 beams")
