@@ -76,8 +76,9 @@ def test_grid_shares_mixes_and_one_evaluation(grid, tmp_path, tiny_model_dir, sh
 
 
 def test_grids_sharing_trainings_train_each_model_once(grid, tmp_path, tiny_model_dir, shared_dir):
-    trainings = tmp_path / "trainings"
-    first = run_experiment(grid, tmp_path / "one", data_dir=shared_dir / "data", shared_trainings=trainings)
+    shared = tmp_path / "shared"
+    trainings = shared / "trainings"
+    first = run_experiment(grid, tmp_path / "one", data_dir=shared_dir / "data", share=shared)
     assert {s["train"] for s in first.stages.values()} == {"done"}
     keys = sorted(p.name for p in trainings.iterdir() if p.is_dir())
     assert len(keys) == 3
@@ -90,18 +91,22 @@ def test_grids_sharing_trainings_train_each_model_once(grid, tmp_path, tiny_mode
                          "  same-as-mixed: {}\n"
                          "  same-as-mixed-lr: {train_set: {optimizer.lr: 1.0e-3}}\n"
                          "  new-seed: {train_set: {seed: 5}}\n")
-    second = run_experiment(second_grid, tmp_path / "two", data_dir=shared_dir / "data", shared_trainings=trainings)
+    second = run_experiment(second_grid, tmp_path / "two", data_dir=shared_dir / "data", share=shared)
     assert [s["train"] for s in second.stages.values()] == ["skipped (already complete)"] * 2 + ["done"]
     assert len([p for p in trainings.iterdir() if p.is_dir()]) == 4
     one, two = (json.loads((tmp_path / d / "eval" / "results.json").read_text()) for d in ("one", "two"))
     assert two["system_info"]["same-as-mixed"]["model"] == one["system_info"]["mixed"]["model"]
     assert two["system_info"]["new-seed"]["model"] != one["system_info"]["mixed"]["model"]
+    # answers too: the base row and the shared trainings' rows are read from the shared answers, not generated
+    assert set(one["timing"]["generation"]) == {str(tiny_model_dir), "copy", "mixed", "mixed-lr", "fluency-only"}
+    assert set(two["timing"]["generation"]) == {"new-seed"}
+    assert two["systems"]["same-as-mixed"] == one["systems"]["mixed"]
 
     # a variant whose training settings changed does not silently keep the old training behind its link
     train = tmp_path / "train.yaml"
     train.write_text(train.read_text().replace("max_steps: 2", "max_steps: 3"), encoding="utf-8")
     with pytest.raises(GridError, match="links to .*remove the link"):
-        run_experiment(grid, tmp_path / "one", data_dir=shared_dir / "data", shared_trainings=trainings)
+        run_experiment(grid, tmp_path / "one", data_dir=shared_dir / "data", share=shared)
 
 
 def test_a_shared_training_in_progress_is_waited_for(grid, tmp_path, shared_dir):
@@ -110,16 +115,17 @@ def test_a_shared_training_in_progress_is_waited_for(grid, tmp_path, shared_dir)
 
     from writetune.experiment import training_key
 
-    trainings = tmp_path / "trainings"
+    shared = tmp_path / "shared"
+    trainings = shared / "trainings"
     single = _write(grid.parent / "one.yaml", "name: one\nrun: ../run.yaml\nvariants:\n  only: {}\n")
     run_experiment(single, tmp_path / "build-only", data_dir=shared_dir / "data")  # the mix, to compute the key
     key = training_key(tmp_path / "train.yaml", {}, tmp_path / "build-only" / "data" / "mix-a")
-    trainings.mkdir()
+    trainings.mkdir(parents=True)
     finished = []
     with open(trainings / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process is training this model
         worker = threading.Thread(target=lambda: finished.append(run_experiment(
-            single, tmp_path / "waiting", data_dir=shared_dir / "data", shared_trainings=trainings)))
+            single, tmp_path / "waiting", data_dir=shared_dir / "data", share=shared)))
         worker.start()
         worker.join(timeout=3)
         assert worker.is_alive() and not (trainings / key / "model").exists()

@@ -469,16 +469,16 @@ def experiment(
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory (data/, runs/VARIANT/, eval/).")],
     data_dir: Annotated[str | None, typer.Option(help="Corpora directory (else $WRITETUNE_DATA, else the run "
                                                  "recipe's).")] = None,
-    share_trainings: Annotated[str | None, typer.Option(help="Keep the trainings in this directory, keyed by their "
-                                                        "records and settings, and reuse any there: grids naming "
-                                                        "the same directory train a model once.")] = None,
+    share: Annotated[str | None, typer.Option(help="Keep trainings and answers in this directory, keyed by what "
+                                              "they depend on, and reuse any there: grids naming the same "
+                                              "directory train each model and generate each answer once.")] = None,
 ):
     """Run a grid of variants that share their mixes and one evaluation; re-running continues."""
     # loaded when the command runs, off the CLI's start-up path
     from writetune.experiment import run_experiment
 
     with user_errors():
-        result = run_experiment(grid, out, data_dir=data_dir, shared_trainings=share_trainings,
+        result = run_experiment(grid, out, data_dir=data_dir, share=share,
                                 log=lambda message: console.print(message, highlight=False, markup=False))
     for line in result.format_stages():
         console.print(line, highlight=False)

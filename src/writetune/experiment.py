@@ -12,18 +12,14 @@ directory:
                             named after it, significance against the base model; report.md, results.csv, plots/
     DIR/eval/plots/curve.png   when variants carry `x` values: each set's first metric against x, with 95% intervals
 
-Trainings shared by several grids (`shared_trainings`, `writetune experiment --share-trainings TRAININGS`): a
-variant's training runs in TRAININGS/<key>/ and DIR/runs/<variant> links to it, where the key is a digest of what
-the model depends on: the mix's train and dev records and every training setting except the paths. Another grid (or
-variant) that trains the same model on the same records finds it there and skips the training, so the study's
-reference training (the quickstart's mix at the study budget) runs once, not once per grid. A lock file makes a
-second process that needs the same training, a grid run beside this one, wait for it rather than train it again.
-
-Every stage is skipped when complete and resumes when interrupted, and several processes (`accelerate launch`)
-share the work, as in `writetune run`. Before anything is built, every variant is checked: its name is given once
-(YAML itself would silently keep the last of two equal keys), does not collide with another variant's file name or a
-baseline row, and its mix recipe, training recipe and model exist; a failure names the grid file and the key.
-An evaluation may name several suites (`suite: writing-dev,general`).
+Work shared by several grids (`share`, `writetune experiment --share SHARED`): a variant's training runs in
+SHARED/trainings/<key>/ and DIR/runs/<variant> links to it, where the key is a digest of what the model depends on:
+the mix's train and dev records and every training setting except the paths. Another grid (or variant) that trains
+the same model on the same records finds it there and skips the training, so the study's reference training (the
+quickstart's mix at the study budget) runs once, not once per grid. A lock file makes a second process that needs
+the same training, a grid run beside this one, wait for it rather than train it again. The evaluation keeps its
+answers in SHARED/answers/ too, keyed by the set and what the answers depend on (not the row's name), so the base
+row of every grid and a shared training's rows are generated once.
 """
 
 from __future__ import annotations
@@ -69,6 +65,7 @@ from writetune.results import cell
 from writetune.train.recipe import load_train_recipe
 
 GRID_COPY = "grid.yaml"
+SHARED_TRAININGS, SHARED_ANSWERS = "trainings", "answers"  # under --share
 RUNS_DIR = "runs"
 CURVE_PLOT = "curve.png"
 _VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -166,10 +163,10 @@ def load_grid(path: str | Path) -> Grid:
 
 
 def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
-                   shared_trainings: str | Path | None = None,
+                   share: str | Path | None = None,
                    log: Callable[[str], None] | None = None) -> ExperimentResult:
     """Build, train and evaluate every variant of a grid into `out` (or continue where a previous call stopped);
-    with `shared_trainings`, the trainings are kept there and reused by every grid that names the same directory."""
+    with `share`, trainings and answers are kept there and reused by every grid that names the same directory."""
     say = log or (lambda message: None)
     grid_path, out = Path(grid_path), Path(out)
     grid = load_grid(grid_path)
@@ -197,8 +194,9 @@ def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Pa
             stages["data"] = build_stage(mix_recipe, mix_dir, data_root, say) if processes.is_main else NOT_MAIN
         processes.barrier()
         run_dir = out / RUNS_DIR / name
-        with result.timed(f"{name} train"), _training_place(run_dir, shared_trainings, train_recipe, train_set,
-                                                            mix_dir, processes, say) as place:
+        trainings = Path(share) / SHARED_TRAININGS if share is not None else None
+        with result.timed(f"{name} train"), _training_place(run_dir, trainings, train_recipe, train_set, mix_dir,
+                                                            processes, say) as place:
             trained, stages["train"] = train_stage(train_recipe, train_set, mix_dir, place, say)
         base_models.append(trained.model)
         systems.append(f"{name}={run_dir.resolve()}")
@@ -209,7 +207,8 @@ def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Pa
     if len(set(base_models)) > 1:
         say(f"variants start from different base models; the 'base' row is the first one's, {base_models[0]} "
             "(name the others in eval.baselines to get their rows)")
-    config = eval_config(grid.eval or recipe.eval, systems, base_models[0], data_root, out / EVAL_DIR)
+    config = eval_config(grid.eval or recipe.eval, systems, base_models[0], data_root, out / EVAL_DIR,
+                         shared_answers=Path(share) / SHARED_ANSWERS if share is not None else None)
     say("evaluating " + ", ".join(config.models))
     with result.timed("eval"):
         result.results = run_evaluation(config)
@@ -232,7 +231,7 @@ def training_key(train_recipe: Path, train_set: dict[str, object], mix_dir: Path
 
 
 @contextmanager
-def _training_place(run_dir: Path, shared: str | Path | None, train_recipe: Path, train_set: dict[str, object],
+def _training_place(run_dir: Path, shared: Path | None, train_recipe: Path, train_set: dict[str, object],
                     mix_dir: Path, processes, say: Callable[[str], None]) -> Iterator[Path]:
     """Where the variant trains: `run_dir` itself without shared trainings (or when it already holds a run of its
     own); else the shared training of its key, which `run_dir` links to, held under a lock while it trains."""

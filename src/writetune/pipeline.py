@@ -148,9 +148,11 @@ def train_stage(train_recipe_path: Path, train_set: dict[str, object], mix_dir: 
     return train_recipe, "done"
 
 
-def eval_config(stage: EvalStage, systems: list[str], base_model: str, data_root: Path, out: Path):
+def eval_config(stage: EvalStage, systems: list[str], base_model: str, data_root: Path, out: Path, *,
+                shared_answers: Path | None = None):
     """The evaluation of a run or grid: the stage's baselines (`base` = the base model, named by its spec), then
-    `systems` (`NAME=SPEC` rows), with the base model as the significance baseline when it is a row."""
+    `systems` (`NAME=SPEC` rows), with the base model as the significance baseline when it is a row; answers are
+    also kept in, and read from, `shared_answers` when given."""
     from writetune.evaluate import EvalConfig  # torch loads on use: gather imports this module without needing it
 
     rows = []
@@ -176,6 +178,7 @@ def eval_config(stage: EvalStage, systems: list[str], base_model: str, data_root
         length_slack=stage.length_slack,
         dtype=stage.dtype,
         threads=stage.threads,
+        shared_answers=shared_answers,
     )
 
 

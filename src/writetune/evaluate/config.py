@@ -38,10 +38,13 @@ class EvalConfig:
     seed: int = 12345
     chunk: int = 256  # requests per generation call; predictions are saved after each
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    shared_answers: Path | None = None  # answer files shared with other evaluations, keyed by what they depend on
 
     def __post_init__(self):
         self.data_dir = Path(self.data_dir)
         self.out = Path(self.out)
+        if self.shared_answers is not None:
+            self.shared_answers = Path(self.shared_answers)
         if self.limit is not None and self.limit < 1:
             raise EvalConfigError("--limit must be at least 1")
         if self.bootstrap < 0:

@@ -25,6 +25,7 @@ from writetune.evaluate.store import (
     kept_records,
     predictions_path,
     read_predictions,
+    shared_predictions_path,
     write_predictions,
 )
 from writetune.evaluate.systems import System, config_systems
@@ -176,7 +177,8 @@ class Evaluation:
             "shots": [list(s) for s in shots],
             "input": data.policy.input,
         }
-        return {**meta, "fingerprint": fingerprint(meta), "set": data.name, "n": len(data.examples)}
+        answers_depend_on = {key: value for key, value in meta.items() if key != "system"}  # not the row's name
+        return {**meta, "fingerprint": fingerprint(answers_depend_on), "set": data.name, "n": len(data.examples)}
 
     def predictions(self, system: System, data: SetData, generators: Generators, memo: Memo) -> list[dict]:
         """The system's records for the set, in set order: reused from disk where possible (or from another set
@@ -189,6 +191,10 @@ class Evaluation:
         meta = self.settings(system, data, shots, decoding)
         path = predictions_path(self.config.out, system, data.evalset)
         saved = read_predictions(path, meta["fingerprint"])
+        shared = shared_predictions_path(self.config.shared_answers, data.evalset, meta["fingerprint"]) \
+            if self.config.shared_answers is not None else None
+        if not saved and shared is not None:
+            saved = read_predictions(shared, meta["fingerprint"])
         records: dict[str, dict] = {}
         todo: list[tuple[Example, Request]] = []
         for example in data.examples:
@@ -201,14 +207,18 @@ class Evaluation:
                 records[example.id] = answer_record(example, source, memo[(request, decoding)], data.policy)
             else:
                 todo.append((example, request))
+        def save() -> None:
+            kept = kept_records(data.examples, records, saved)
+            for where in (path, shared) if shared is not None else (path,):
+                write_predictions(where, kept, meta)
+
         if todo:
             self.log(f"{system.name} / {data.name}: generating {len(todo)} of {len(data.examples)} "
                      f"({len(data.examples) - len(todo)} reused)")
-            self.generate(system, data, todo, decoding, generators.get(system), memo,
-                          lambda: write_predictions(path, kept_records(data.examples, records, saved), meta), records)
+            self.generate(system, data, todo, decoding, generators.get(system), memo, save, records)
         else:
             self.log(f"{system.name} / {data.name}: all {len(data.examples)} predictions reused")
-            write_predictions(path, kept_records(data.examples, records, saved), meta)
+            save()
         by_id = {e.id: e for e in data.examples}
         for key, record in records.items():
             request = item_request(by_id[key], record["source"], data.instruction, shots)

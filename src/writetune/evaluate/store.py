@@ -1,6 +1,8 @@
 """The prediction store: each row's answers to each set, one JSON line per item in `predictions/ROW.SET.jsonl` with
 the settings that made them beside it (`ROW.SET.meta.json`). Answers are reused, by item id, only while the settings'
-fingerprint is unchanged; a run with a smaller `--limit` keeps the answers of the items it did not ask about."""
+fingerprint is unchanged; a run with a smaller `--limit` keeps the answers of the items it did not ask about. With a
+shared answers directory (`EvalConfig.shared_answers`), each file is also kept there under its set and fingerprint,
+so that other evaluations making the same answers (the base row of every grid of a study) read them instead."""
 
 from __future__ import annotations
 
@@ -19,6 +21,12 @@ PREDICTIONS_DIR = "predictions"
 
 def predictions_path(out: Path, system: System, evalset: EvalSet) -> Path:
     return out / PREDICTIONS_DIR / f"{system.slug}.{evalset.name}.jsonl"
+
+
+def shared_predictions_path(shared: Path, evalset: EvalSet, fingerprint: str) -> Path:
+    """Where evaluations that share answers keep a set's answers made under one fingerprint: any evaluation (another
+    grid, another row name) that would make the same answers reads them there."""
+    return shared / f"{evalset.name}.{fingerprint}.jsonl"
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
