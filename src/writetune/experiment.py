@@ -14,7 +14,7 @@ directory:
 
 Work shared by several grids (`share`, `writetune experiment --share SHARED`): a variant's training runs in
 SHARED/trainings/<key>/ and DIR/runs/<variant> links to it, where the key is a digest of what the model depends on:
-the mix's train and dev records and every training setting except the paths. Another grid (or variant) that trains
+the mix's train and dev records and the settings that define what is trained. Another grid (or variant) that trains
 the same model on the same records finds it there and skips the training, so the study's reference training (the
 quickstart's mix at the study budget) runs once, not once per grid. A lock file makes a second process that needs
 the same training, a grid run beside this one, wait for it rather than train it again. The evaluation keeps its
@@ -219,13 +219,13 @@ def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Pa
 
 
 def training_key(train_recipe: Path, train_set: dict[str, object], mix_dir: Path) -> str:
-    """What a training's model depends on, as a digest: the mix's train and dev records and every setting of the
-    validated training recipe except where it reads and writes."""
-    settings = load_train_recipe(train_recipe, settings={**train_set, "data": ".", "output_dir": "."})
+    """What a training's model depends on, as a digest: the mix's train and dev records and the keys that define
+    what is trained (`TrainRecipe.training_view`, the ones a resumed run must match) except the data's path."""
+    recipe = load_train_recipe(train_recipe, settings={**train_set, "data": ".", "output_dir": "."})
     payload = {
         "train": file_sha256(mix_dir / TRAIN_FILE),
         "dev": file_sha256(mix_dir / DEV_FILE) if (mix_dir / DEV_FILE).is_file() else None,
-        "settings": settings.model_dump(mode="json", exclude={"data", "output_dir"}),
+        "settings": {key: value for key, value in recipe.training_view().items() if key != "data"},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
