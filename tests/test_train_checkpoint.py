@@ -128,6 +128,12 @@ def test_full_finetune_bf16_with_checkpointing_resumes_exactly(tmp_path, tiny_mo
     first = train(recipe_from_dict(recipe))
     assert (first.run_dir / "model" / "model.safetensors").is_file()
     shutil.rmtree(first.run_dir / "checkpoints" / "step-4")  # as if killed after step 2's checkpoint
+    before = ckpt.read_state(first.run_dir / "checkpoints" / "step-2")["wall_s"]
+    assert 0 < before < first.wall_s
     second = train(recipe_from_dict(recipe), resume=True)
     assert second.resumed_from == 2
     assert second.train_losses == pytest.approx(first.train_losses[2:], rel=1e-6)
+    # the training's wall time counts the steps before the checkpoint it resumed from, not only this invocation
+    recorded = json.loads((first.run_dir / "train_result.json").read_text())
+    assert recorded["wall_s"] == pytest.approx(before + recorded["wall_s_this_run"], abs=0.02)
+    assert second.wall_s == pytest.approx(recorded["wall_s"], abs=0.01)

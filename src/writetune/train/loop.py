@@ -142,11 +142,12 @@ class DevEvaluation:
 
 @dataclass(frozen=True)
 class StartPoint:
-    """Where the run starts: after `step` optimizer steps and `tokens` trained tokens (both 0 for a new run);
-    `resumed_from` is the checkpoint's step, or None."""
+    """Where the run starts: after `step` optimizer steps, `tokens` trained tokens and `wall_s` seconds of training
+    up to that checkpoint (all 0 for a new run); `resumed_from` is the checkpoint's step, or None."""
 
     step: int = 0
     tokens: int = 0
+    wall_s: float = 0.0
     resumed_from: int | None = None
 
 
@@ -310,7 +311,8 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt.load_state_file(path / "scheduler.pt"))
         ckpt.load_rng(path, self.runtime.rank)
         step = int(state["step"])
-        return StartPoint(step=step, tokens=int(state.get("tokens", 0)), resumed_from=step)
+        return StartPoint(step=step, tokens=int(state.get("tokens", 0)), wall_s=float(state.get("wall_s", 0.0)),
+                          resumed_from=step)
 
     def _load_weights(self, directory: Path) -> None:
         model = self.runtime.acc.unwrap_model(self.model)
@@ -433,6 +435,7 @@ class Trainer:
 
     def save_checkpoint(self, step: int) -> None:
         state = {"step": step, "epoch": self.data.plan.epoch_of_step[step - 1], "tokens": self.tokens_seen,
+                 "wall_s": self.start.wall_s + (time.perf_counter() - self.started),
                  "plan": self.data.plan.fingerprint(), "world_size": self.runtime.world,
                  "total_steps": self.total_steps}
         if self.runtime.fsdp:
@@ -474,7 +477,7 @@ class Trainer:
         r = self.recipe
         e = r.eval
         self.say(self.describe())
-        started = time.perf_counter()
+        started = self.started = time.perf_counter()
         losses: list[float] = []
         last_eval = None
         if self.start.step == 0 and e.at_start:
@@ -507,13 +510,15 @@ class Trainer:
         self.progress.close()
         self.save_checkpoint(self.total_steps)
         self.save_model(self.run_dir / "model")
-        wall = time.perf_counter() - started
+        this_run = time.perf_counter() - started
+        wall = self.start.wall_s + this_run  # a resumed run counts the steps before its checkpoint too
         result = TrainResult(run_dir=self.run_dir, steps=self.total_steps, resumed_from=self.start.resumed_from,
                              train_losses=losses, final_dev_loss=(last_eval or {}).get("dev_loss"), wall_s=wall,
                              tokens_per_s=run_tokens / train_time if train_time else 0.0)
         if self.runtime.main:
             (self.run_dir / RESULT_FILE).write_text(json.dumps({
                 "steps": result.steps, "resumed_from": result.resumed_from, "wall_s": round(wall, 2),
+                "wall_s_this_run": round(this_run, 2),
                 "train_tokens_per_s": round(result.tokens_per_s, 1), "final_dev_loss": result.final_dev_loss,
                 "dropped_long_examples": self.data.dropped, "method": self.recipe.method,
                 "trainable_params": self.trainable, "total_params": self.total_params,
