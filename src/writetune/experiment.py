@@ -180,6 +180,7 @@ def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Pa
     result = ExperimentResult(out=out)
 
     mixes: dict[Path, Path] = {}  # mix recipe -> its build directory, shared by the variants
+    trainings = Path(share) / SHARED_TRAININGS if share is not None else None
     systems, base_models = [], []
     for index, (name, variant) in enumerate(grid.variants.items(), 1):
         mix_recipe = (relative_to(grid_path, variant.data) if variant.data else relative_to(run_path, recipe.data)).resolve()
@@ -194,7 +195,6 @@ def run_experiment(grid_path: str | Path, out: str | Path, *, data_dir: str | Pa
             stages["data"] = build_stage(mix_recipe, mix_dir, data_root, say) if processes.is_main else NOT_MAIN
         processes.barrier()
         run_dir = out / RUNS_DIR / name
-        trainings = Path(share) / SHARED_TRAININGS if share is not None else None
         with result.timed(f"{name} train"), _training_place(run_dir, trainings, train_recipe, train_set, mix_dir,
                                                             processes, say) as place:
             trained, stages["train"] = train_stage(train_recipe, train_set, mix_dir, place, say)
