@@ -12,6 +12,12 @@ directory:
                             named after it, significance against the base model; report.md, results.csv, plots/
     DIR/eval/plots/curve.png   when variants carry `x` values: each set's first metric against x, with 95% intervals
 
+Every stage is skipped when complete and resumes when interrupted, and several processes (`accelerate launch`)
+share the work, as in `writetune run`. Before anything is built, every variant is checked: its name is given once
+(YAML itself would silently keep the last of two equal keys), does not collide with another variant's file name or a
+baseline row, and its mix recipe, training recipe and model exist; a failure names the grid file and the key.
+An evaluation may name several suites (`suite: writing-dev,general`).
+
 Work shared by several grids (`share`, `writetune experiment --share SHARED`): a variant's training runs in
 SHARED/trainings/<key>/ and DIR/runs/<variant> links to it, where the key is a digest of what the model depends on:
 the mix's train and dev records and the settings that define what is trained. Another grid (or variant) that trains
