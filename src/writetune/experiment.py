@@ -124,9 +124,7 @@ class ExperimentResult(StageClock):
     def format_stages(self) -> list[str]:
         """One line per variant with its stages' states and, where they ran here, their wall times; then the
         evaluation's."""
-        def state(key: str, value: str) -> str:
-            return value + (f" ({self.seconds[key]:.0f} s)" if key in self.seconds else "")
-        lines = [f"{variant}: " + ", ".join(f"{stage} {state(f'{variant} {stage}', value)}"
+        lines = [f"{variant}: " + ", ".join(f"{stage} {self.with_time(f'{variant} {stage}', value)}"
                                              for stage, value in stages.items())
                  for variant, stages in self.stages.items()]
         if "eval" in self.seconds:
@@ -245,7 +243,7 @@ def _training_place(run_dir: Path, shared: Path | None, train_recipe: Path, trai
         yield run_dir
         return
     key = training_key(train_recipe, train_set, mix_dir)
-    place = Path(shared).resolve() / key
+    place = shared.resolve() / key
     if not processes.is_main:
         yield place
         return

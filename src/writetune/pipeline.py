@@ -89,6 +89,10 @@ class StageClock:
         yield
         self.seconds[stage] = time.perf_counter() - started
 
+    def with_time(self, stage: str, state: str) -> str:
+        """`state`, followed by the stage's wall time where it ran in this invocation: `done (554 s)`."""
+        return state + (f" ({self.seconds[stage]:.0f} s)" if stage in self.seconds else "")
+
 
 @dataclass
 class RunResult(StageClock):
@@ -98,8 +102,7 @@ class RunResult(StageClock):
 
     def format_stages(self) -> list[str]:
         """One line per stage: its state and, where it ran here, its wall time."""
-        return [f"{stage}: {state}" + (f" ({self.seconds[stage]:.0f} s)" if stage in self.seconds else "")
-                for stage, state in self.stages.items()]
+        return [f"{stage}: {self.with_time(stage, state)}" for stage, state in self.stages.items()]
 
 
 def load_run_recipe(path: str | Path) -> RunRecipe:
