@@ -44,12 +44,15 @@ def test_page_gathers_rows_once_and_prefixes_colliding_names(data, tmp_path):
     second = evaluate(data, tmp_path / "grid-b" / "eval", ["copy", "oracle=echo", "other=echo"])
     sources = [find_results(tmp_path / "grid-a"), find_results(second)]
     document = gather(sources)
-    assert list(document["systems"]) == ["copy", "oracle", "grid-b/oracle", "other"]
+    assert list(document["systems"]) == ["copy", "grid-a/oracle", "grid-b/oracle", "other"]
     assert document["origin"]["grid-b/oracle"] == str(second)
+    assert document["systems"]["grid-a/oracle"] != document["systems"]["grid-b/oracle"]
+    again = evaluate(data, tmp_path / "grid-c" / "eval", ["copy", "oracle"])  # grid-a's oracle, evaluated again
+    assert list(gather(sources + [find_results(again)])["systems"]) == list(document["systems"])
     page = write_results_page([tmp_path / "grid-a", second], tmp_path / "page")
     text = page.read_text(encoding="utf-8")
-    oracle_row = next(line for line in text.splitlines() if line.startswith("| oracle |"))
-    record = document["systems"]["oracle"]["jfleg"][0]
+    oracle_row = next(line for line in text.splitlines() if line.startswith("| grid-a/oracle |"))
+    record = document["systems"]["grid-a/oracle"]["jfleg"][0]
     assert f"{record['score']:.1f} [{record['ci'][0]:.1f}, {record['ci'][1]:.1f}]†" in oracle_row
     assert "| *MDD, 80% power* |" in text and "## Cost" in text
     assert (tmp_path / "page" / "plots" / "scores.png").stat().st_size > 1000

@@ -4,7 +4,8 @@ Each DIR is an evaluation directory (`results.json`) or a run or grid directory 
 must be comparable: evaluated on the same sets (same items, files, tokenisation and metrics), with the same metric
 signature for every set and metric, and against the same baseline system; otherwise `IncomparableResults` names the
 file and the key, and no page is written. Rows that are the same system (same model, decoding, shots, backend, dtype)
-are shown once; rows of different systems that share a name are prefixed with their directory's name.
+are shown once; where different systems share a name, each of their rows is prefixed with its directory's
+name.
 
 The page (`results.md`, with `plots/`) has the systems as rows and the sets' metrics as columns: each cell is the
 score with its 95% bootstrap interval and † / ‡ (* for an undirected measure) where the paired bootstrap against the
@@ -132,28 +133,33 @@ def gather(sources: list[Source]) -> dict:
     merged = {key: first.get(key) for key in ("sets", "task_order", "skipped", "not_evaluated")}
     merged.update(suite=first.get("suite"), baseline=baseline, systems={}, system_info={}, timing={}, cost={},
                   origin={})
+    rows = [(source, name, baseline if name == source.document.get("baseline") else name,
+             _system_identity(source.document, name)) for source in sources for name in source.document["systems"]]
+    kinds: dict[str, list[dict]] = {}
+    for _, _, row, identity in rows:
+        if identity not in kinds.setdefault(row, []):
+            kinds[row].append(identity)
     identities: dict[str, dict] = {}
-    for source in sources:
-        document = source.document
-        own_baseline = document.get("baseline")
-        generation = (document.get("timing") or {}).get("generation") or {}
-        for name, rows in document["systems"].items():
-            identity = _system_identity(document, name)
-            row = baseline if name == own_baseline else name
-            if row in identities and identities[row] == identity:
+    for source, name, row, identity in rows:
+        if len(kinds[row]) > 1 and not (row == baseline and identity == kinds[row][0]):
+            # different systems of one name: each row says which directory it is from (the base row keeps its name),
+            # and a system already gathered under a directory's name keeps that row
+            row = next((known for known, seen in identities.items() if seen == identity
+                        and known.endswith(f"/{name}")), f"{source.label}/{name}")
+        if row in identities:
+            if identities[row] == identity:
                 continue  # the same system, evaluated again
-            if row in identities:
-                row = f"{source.label}/{name}"
-                if row in identities:
-                    raise IncomparableResults(f"{source.path}: key 'systems.{name}': a different system of that "
-                                              f"name is already gathered as '{row}'")
-            identities[row] = identity
-            merged["systems"][row] = rows
-            merged["system_info"][row] = (document.get("system_info") or {}).get(name, {})
-            merged["timing"][row] = generation.get(name, {})
-            if name in (document.get("cost") or {}):
-                merged["cost"][row] = document["cost"][name]
-            merged["origin"][row] = str(source.root)
+            raise IncomparableResults(f"{source.path}: key 'systems.{name}': a different system of that name is "
+                                      f"already gathered as '{row}'")
+        identities[row] = identity
+        document = source.document
+        generation = (document.get("timing") or {}).get("generation") or {}
+        merged["systems"][row] = document["systems"][name]
+        merged["system_info"][row] = (document.get("system_info") or {}).get(name, {})
+        merged["timing"][row] = generation.get(name, {})
+        if name in (document.get("cost") or {}):
+            merged["cost"][row] = document["cost"][name]
+        merged["origin"][row] = str(source.root)
     # the base row first
     order = [baseline] + [name for name in merged["systems"] if name != baseline]
     for key in ("systems", "system_info", "timing", "cost", "origin"):
