@@ -142,6 +142,22 @@ def test_engine_runs_greedy_and_generate_runs_the_rest(generator, monkeypatch):
     assert generator.engine_supported()
 
 
+def test_beam_search_counts_its_beams_in_the_batch(generator, monkeypatch):
+    model = generator.loaded.model
+    widths, real_generate = [], model.generate
+
+    def spy(*args, **kwargs):
+        widths.append(kwargs["input_ids"].shape[0] * kwargs.get("num_beams", 1))
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    answers = generator.generate(REQUESTS, DecodingConfig(strategy="beam", num_beams=2, batch_size=4, max_new_tokens=4))
+    assert len(answers) == len(REQUESTS) and max(widths) == 4 and len(widths) == -(-len(REQUESTS) // 2)
+    widths.clear()
+    generator.generate(REQUESTS[:3], DecodingConfig(strategy="beam", num_beams=4, batch_size=2, max_new_tokens=4))
+    assert widths == [4, 4, 4]  # fewer rows than beams: one prompt at a time
+
+
 def test_engine_handles_budgets_of_one_token_and_empty_input(generator):
     requests = [Request("Say hi."), Request("Fix:", "x"), Request("Fix:", "a b c d e f g")]
     decoding = DecodingConfig(batch_size=3, max_new_tokens=1)

@@ -42,7 +42,7 @@ class DecodingConfig:
     """How to decode. New tokens per request are `min(max_new_tokens, ceil(length_ratio * input_tokens) +
     length_slack)`, where input_tokens counts the request's input text (or its instruction when it has none).
     `batch_size` is the number of sequences decoded together (for greedy decoding on transformers: the rows of the
-    continuous batch)."""
+    continuous batch; for beam search: `batch_size // num_beams` prompts of `num_beams` beams each)."""
 
     strategy: str = "greedy"
     num_beams: int = 4

@@ -131,8 +131,11 @@ class TransformersGenerator:
         outputs: list[list[int]] = [[] for _ in encoded]
         pad_id = self.tokenizer.pad_token_id
         torch.manual_seed(decoding.seed)
-        for start in range(0, len(order), decoding.batch_size):
-            batch = order[start:start + decoding.batch_size]
+        # batch_size counts sequences: a beam search decodes num_beams of them per prompt
+        beams = decoding.num_beams if decoding.strategy == "beam" else 1
+        prompts = max(1, decoding.batch_size // beams)
+        for start in range(0, len(order), prompts):
+            batch = order[start:start + prompts]
             width = max(len(encoded[i]) for i in batch)
             input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             attention = torch.zeros((len(batch), width), dtype=torch.long)
