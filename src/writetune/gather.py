@@ -135,17 +135,18 @@ def gather(sources: list[Source]) -> dict:
                   origin={})
     rows = [(source, name, baseline if name == source.document.get("baseline") else name,
              _system_identity(source.document, name)) for source in sources for name in source.document["systems"]]
-    kinds: dict[str, list[dict]] = {}
+    kinds: dict[str, list[dict]] = {}  # row name -> the different systems that carry it, in order of appearance
     for _, _, row, identity in rows:
         if identity not in kinds.setdefault(row, []):
             kinds[row].append(identity)
+    prefixed: dict[tuple[str, int], str] = {}  # (row name, which of its systems) -> that system's prefixed row
     identities: dict[str, dict] = {}
     for source, name, row, identity in rows:
-        if len(kinds[row]) > 1 and not (row == baseline and identity == kinds[row][0]):
-            # different systems of one name: each row says which directory it is from (the base row keeps its name),
-            # and a system already gathered under a directory's name keeps that row
-            row = next((known for known, seen in identities.items() if seen == identity
-                        and known.endswith(f"/{name}")), f"{source.label}/{name}")
+        kind = kinds[row].index(identity)
+        if len(kinds[row]) > 1 and not (row == baseline and kind == 0):
+            # different systems of one name: each row says the directory it was first gathered from (the base
+            # row keeps its name)
+            row = prefixed.setdefault((row, kind), f"{source.label}/{name}")
         if row in identities:
             if identities[row] == identity:
                 continue  # the same system, evaluated again
